@@ -1,0 +1,2 @@
+pub struct PublicKey;
+impl PublicKey { pub fn load(_s: &str) -> Result<(), String> { Ok(()) } }

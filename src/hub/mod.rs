@@ -1,0 +1,266 @@
+//! Fan-out: one tokio broadcast channel per topic, created by the first subscriber and removed
+//! with the last.
+//!
+//! An event is serialized once per topic it goes out on, into a frame whose bytes are shared (a
+//! `Message` clone bumps a reference count), so ten thousand subscribers of a team cost one
+//! serialization, not ten thousand. A subscriber that falls more than [`CHANNEL_CAPACITY`] frames
+//! behind gets `Lagged` from its receiver; the connection answers that with a fresh snapshot
+//! (`resync`), never a silent gap.
+
+mod broker;
+
+pub use broker::{Broker, LocalBroker};
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::domain::{PersonCard, StatusEvent};
+use crate::metrics::METRICS;
+
+/// Frames a topic's channel holds for its slowest subscriber. Large enough to ride out a burst
+/// (a whole team changing at once), small enough that a stuck socket costs bounded memory: the
+/// ring is shared, so this is per topic, not per subscriber.
+pub const CHANNEL_CAPACITY: usize = 1024;
+
+/// One event as it goes out on one topic.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub person_id: i64,
+    pub seq: i64,
+    /// The `status` frame, serialized once and shared by every subscriber of the topic.
+    pub frame: Message,
+}
+
+/// The topic registry. Clone it freely.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Never hold a guard of this map across an `.await`: a shard lock held while parked would
+    /// block every other topic in the shard.
+    topics: DashMap<String, broadcast::Sender<Delivery>>,
+    broker: Box<dyn Broker>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(Box::new(LocalBroker))
+    }
+}
+
+impl Hub {
+    pub fn new(broker: Box<dyn Broker>) -> Hub {
+        Hub { inner: Arc::new(Inner { topics: DashMap::new(), broker }) }
+    }
+
+    /// Publishes an event committed on this node: to local subscribers and to other nodes.
+    pub fn publish(&self, event: &Arc<StatusEvent>) {
+        self.deliver(event);
+        self.inner.broker.publish(event);
+    }
+
+    /// Hands an event to local subscribers only (events from other nodes come in here).
+    pub fn deliver(&self, event: &StatusEvent) {
+        for topic in event.person.topics() {
+            // Clone the sender out so no shard guard is held while serializing.
+            let Some(tx) = self.inner.topics.get(&topic).map(|t| t.clone()) else {
+                continue;
+            };
+            if tx.receiver_count() == 0 {
+                continue;
+            }
+            let frame = Message::text(event.to_json(&topic));
+            let delivery = Delivery { person_id: event.person.id, seq: event.seq, frame };
+            if let Ok(n) = tx.send(delivery) {
+                METRICS.frames_out.add(n as u64);
+            }
+        }
+    }
+
+    /// Subscribes to `topic`; dropping the subscription unsubscribes.
+    pub fn subscribe(&self, topic: &str) -> Subscription {
+        let rx = match self.inner.topics.entry(topic.to_owned()) {
+            dashmap::Entry::Occupied(e) => e.get().subscribe(),
+            dashmap::Entry::Vacant(e) => {
+                let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
+                e.insert(tx);
+                METRICS.hub_topics.inc();
+                rx
+            }
+        };
+        METRICS.subscriptions.inc();
+        Subscription { topic: topic.to_owned(), rx: Some(rx), hub: self.clone() }
+    }
+
+    /// Topics with at least one subscriber.
+    pub fn topic_count(&self) -> usize {
+        self.inner.topics.len()
+    }
+
+    /// Subscribers of `topic` right now.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner.topics.get(topic).map(|t| t.receiver_count()).unwrap_or(0)
+    }
+
+    /// The narrow view the poller gets: who is being watched, nothing else.
+    pub fn watched(&self) -> Watched {
+        Watched { hub: self.clone() }
+    }
+
+    fn release(&self, topic: &str) {
+        // `remove_if` checks under the shard's write lock, and `subscribe` creates receivers under
+        // the same lock, so a subscriber arriving now either sees the old channel (and keeps it)
+        // or gets a new one: never a removed channel.
+        if self.inner.topics.remove_if(topic, |_, tx| tx.receiver_count() == 0).is_some() {
+            METRICS.hub_topics.dec();
+        }
+    }
+}
+
+/// A live subscription to one topic.
+pub struct Subscription {
+    topic: String,
+    rx: Option<broadcast::Receiver<Delivery>>,
+    hub: Hub,
+}
+
+impl Subscription {
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The receiver; `None` only during drop.
+    pub fn receiver(&mut self) -> &mut broadcast::Receiver<Delivery> {
+        self.rx.as_mut().expect("receiver is only taken in drop")
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        METRICS.subscriptions.dec();
+        self.hub.release(&self.topic);
+    }
+}
+
+/// Who has subscribers: the one thing the poller needs to know about clients, so that watched
+/// people are polled first.
+#[derive(Clone)]
+pub struct Watched {
+    hub: Hub,
+}
+
+impl Watched {
+    /// True when someone subscribes to this person directly or to their team.
+    pub fn is_watched(&self, person: &PersonCard) -> bool {
+        if self.hub.subscriber_count(&person.topic) > 0 {
+            return true;
+        }
+        person.team_id.as_ref().is_some_and(|t| self.team_watched(t))
+    }
+
+    pub fn team_watched(&self, team_id: &str) -> bool {
+        self.hub.subscriber_count(&format!("team:{team_id}")) > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Source, Status, now};
+
+    fn event(person: i64, seq: i64, team: Option<&str>) -> Arc<StatusEvent> {
+        Arc::new(StatusEvent {
+            person: Arc::new(PersonCard {
+                id: person,
+                organization_id: 1,
+                topic: PersonCard::topic_for(person),
+                team_id: team.map(str::to_owned),
+                name: "Ada".into(),
+                display_name: "ada".into(),
+                image_72: String::new(),
+            }),
+            seq,
+            status: Status::default(),
+            changed: vec![],
+            previous: Default::default(),
+            observed_at: now(),
+            source: Source::Slack,
+        })
+    }
+
+    #[tokio::test]
+    async fn subscribing_and_unsubscribing_100k_times_leaves_the_map_empty() {
+        let hub = Hub::default();
+        for i in 0..100_000 {
+            let topic = format!("user:{}", i % 977 + 1);
+            let a = hub.subscribe(&topic);
+            let b = hub.subscribe(&topic);
+            drop(a);
+            assert_eq!(hub.subscriber_count(&topic), 1);
+            drop(b);
+        }
+        assert_eq!(hub.topic_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_event_reaches_user_and_team_subscribers_with_the_topic_it_came_through() {
+        let hub = Hub::default();
+        let mut user = hub.subscribe("user:7");
+        let mut team = hub.subscribe("team:T1");
+        hub.publish(&event(7, 3, Some("T1")));
+        let u = user.receiver().recv().await.expect("user frame");
+        let t = team.receiver().recv().await.expect("team frame");
+        assert_eq!((u.person_id, u.seq), (7, 3));
+        let u: serde_json::Value = serde_json::from_str(u.frame.to_text().expect("text")).expect("json");
+        let t: serde_json::Value = serde_json::from_str(t.frame.to_text().expect("text")).expect("json");
+        assert_eq!(u["topic"], "user:7");
+        assert_eq!(t["topic"], "team:T1");
+        assert_eq!(t["user"]["topic"], "user:7");
+    }
+
+    #[tokio::test]
+    async fn subscribers_of_one_topic_share_the_same_bytes() {
+        let hub = Hub::default();
+        let mut a = hub.subscribe("team:T1");
+        let mut b = hub.subscribe("team:T1");
+        hub.publish(&event(1, 1, Some("T1")));
+        let fa = a.receiver().recv().await.expect("a");
+        let fb = b.receiver().recv().await.expect("b");
+        let (Message::Text(ta), Message::Text(tb)) = (&fa.frame, &fb.frame) else {
+            panic!("text frames");
+        };
+        assert_eq!(ta.as_str().as_ptr(), tb.as_str().as_ptr(), "one serialization, shared");
+    }
+
+    #[tokio::test]
+    async fn a_lagging_receiver_is_told_how_much_it_missed() {
+        let hub = Hub::default();
+        let mut slow = hub.subscribe("user:1");
+        for seq in 0..(CHANNEL_CAPACITY as i64 + 10) {
+            hub.publish(&event(1, seq, None));
+        }
+        match slow.receiver().recv().await {
+            Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
+            other => panic!("expected lag, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn watched_follows_direct_and_team_subscriptions() {
+        let hub = Hub::default();
+        let card = event(5, 1, Some("T9")).person.clone();
+        let w = hub.watched();
+        assert!(!w.is_watched(&card));
+        let s = hub.subscribe("team:T9");
+        assert!(w.is_watched(&card));
+        drop(s);
+        let _s = hub.subscribe("user:5");
+        assert!(w.is_watched(&card));
+    }
+}

@@ -1,0 +1,12 @@
+//! Slack: the Web API client ([`SlackClient`]), its rate-limit [`Governor`], the wire types, and
+//! the Events API's signature check and payloads.
+
+mod client;
+mod error;
+pub mod events;
+mod governor;
+pub mod types;
+
+pub use client::SlackClient;
+pub use error::SlackError;
+pub use governor::{Governor, Tier, tier_of};

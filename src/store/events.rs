@@ -1,0 +1,289 @@
+//! The status time series: batched appends with per-person seqs, current status, history, and
+//! time-in-status summaries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use serde::Serialize;
+
+use super::entity::{person_status, status_event};
+use super::{Result, Store};
+use crate::domain::{Dnd, Field, PersonCard, Presence, Source, Status, StatusEvent};
+
+/// A change to append. The store assigns `seq` (and nudges `observed_at` forward by a microsecond
+/// when two changes of one person would otherwise share a timestamp).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub person_id: i64,
+    pub observed_at: DateTime<Utc>,
+    pub status: Status,
+    pub changed: Vec<Field>,
+    pub previous: serde_json::Map<String, serde_json::Value>,
+    pub source: Source,
+}
+
+/// One page of history, oldest first; `next_cursor` is the seq to pass as `after` for more.
+#[derive(Clone, Debug)]
+pub struct HistoryPage {
+    pub events: Vec<status_event::Model>,
+    pub next_cursor: Option<i64>,
+}
+
+/// Time spent in each state over a range, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub presence: BTreeMap<String, i64>,
+    pub dnd_seconds: i64,
+    /// Seconds per custom status text; the empty text (no status) is left out.
+    pub status_text: BTreeMap<String, i64>,
+}
+
+/// Rows per INSERT: 13 bound columns each keeps us far below SQLite's and PostgreSQL's parameter
+/// limits.
+const INSERT_CHUNK: usize = 1000;
+
+impl Store {
+    /// Appends a batch in one transaction and returns each event's `(seq, observed_at)` in input
+    /// order. Seqs continue from the person's last one with no gap, whatever restarted in between.
+    pub async fn append_events(&self, batch: &[NewEvent]) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin().await?;
+        let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
+        let mut ids: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            for row in person_status::Entity::find()
+                .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
+                .all(&txn)
+                .await?
+            {
+                last.insert(row.person_id, (row.seq, row.observed_at));
+            }
+        }
+
+        let mut assigned = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(batch.len());
+        for e in batch {
+            let (seq, mut at) = match last.get(&e.person_id) {
+                Some((seq, prev_at)) => (seq + 1, (*prev_at + Duration::microseconds(1)).max(e.observed_at)),
+                None => (1, e.observed_at),
+            };
+            if at < e.observed_at {
+                at = e.observed_at;
+            }
+            last.insert(e.person_id, (seq, at));
+            assigned.push((seq, at));
+            rows.push(event_row(e, seq, at));
+        }
+
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+            status_event::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+        }
+
+        let heads: Vec<person_status::ActiveModel> = ids
+            .iter()
+            .filter_map(|id| last.get(id).map(|(seq, at)| (id, seq, at)))
+            .map(|(id, seq, at)| person_status::ActiveModel {
+                person_id: Set(*id),
+                seq: Set(*seq),
+                observed_at: Set(*at),
+            })
+            .collect();
+        let mut heads = heads.into_iter().peekable();
+        while heads.peek().is_some() {
+            let chunk: Vec<_> = heads.by_ref().take(INSERT_CHUNK).collect();
+            person_status::Entity::insert_many(chunk)
+                .on_conflict(
+                    OnConflict::column(person_status::Column::PersonId)
+                        .update_columns([person_status::Column::Seq, person_status::Column::ObservedAt])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(assigned)
+    }
+
+    /// The latest event of each given person (absent for people never observed).
+    pub async fn latest_events(&self, person_ids: &[i64]) -> Result<HashMap<i64, status_event::Model>> {
+        let mut out = HashMap::with_capacity(person_ids.len());
+        for chunk in person_ids.chunks(INSERT_CHUNK) {
+            let heads = person_status::Entity::find()
+                .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?;
+            if heads.is_empty() {
+                continue;
+            }
+            // `(person_id, seq)` pairs as an OR of equalities: portable across both backends and
+            // each arm is a unique-index lookup.
+            let mut cond = sea_orm::Condition::any();
+            for h in &heads {
+                cond = cond.add(
+                    sea_orm::Condition::all()
+                        .add(status_event::Column::PersonId.eq(h.person_id))
+                        .add(status_event::Column::Seq.eq(h.seq)),
+                );
+            }
+            for e in status_event::Entity::find().filter(cond).all(&self.db).await? {
+                out.insert(e.person_id, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last seq of each given person; people never observed are absent.
+    pub async fn last_seqs(&self, person_ids: &[i64]) -> Result<HashMap<i64, i64>> {
+        let mut out = HashMap::with_capacity(person_ids.len());
+        for chunk in person_ids.chunks(INSERT_CHUNK) {
+            for h in person_status::Entity::find()
+                .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?
+            {
+                out.insert(h.person_id, h.seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// History of one person within `[from, to)`, oldest first, `limit` rows after seq `after`.
+    pub async fn history(
+        &self,
+        person_id: i64,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<HistoryPage> {
+        let mut q = status_event::Entity::find()
+            .filter(status_event::Column::PersonId.eq(person_id))
+            .order_by_asc(status_event::Column::Seq)
+            .limit(limit + 1);
+        if let Some(f) = from {
+            q = q.filter(status_event::Column::ObservedAt.gte(f));
+        }
+        if let Some(t) = to {
+            q = q.filter(status_event::Column::ObservedAt.lt(t));
+        }
+        if let Some(a) = after {
+            q = q.filter(status_event::Column::Seq.gt(a));
+        }
+        let mut events = q.all(&self.db).await?;
+        let next_cursor = if events.len() as u64 > limit {
+            events.truncate(limit as usize);
+            events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(HistoryPage { events, next_cursor })
+    }
+
+    /// Events of one person with seq greater than `after`, oldest first, at most `limit`: the
+    /// replay behind a resumed subscription.
+    pub async fn events_after(&self, person_id: i64, after: i64, limit: u64) -> Result<Vec<status_event::Model>> {
+        Ok(self.history(person_id, None, None, Some(after), limit).await?.events)
+    }
+
+    /// Time spent active/away/unknown, in DND, and per status text within `[from, to)`. The state
+    /// at `from` is the last event before it.
+    pub async fn summary(&self, person_id: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
+        let before = status_event::Entity::find()
+            .filter(status_event::Column::PersonId.eq(person_id))
+            .filter(status_event::Column::ObservedAt.lt(from))
+            .order_by_desc(status_event::Column::Seq)
+            .one(&self.db)
+            .await?;
+        let within = status_event::Entity::find()
+            .filter(status_event::Column::PersonId.eq(person_id))
+            .filter(status_event::Column::ObservedAt.gte(from))
+            .filter(status_event::Column::ObservedAt.lt(to))
+            .order_by_asc(status_event::Column::Seq)
+            .all(&self.db)
+            .await?;
+        let mut s = Summary { from, to, ..Summary::default() };
+        let mut spans: Vec<(DateTime<Utc>, status_event::Model)> = Vec::with_capacity(within.len() + 1);
+        if let Some(b) = before {
+            spans.push((from, b));
+        }
+        spans.extend(within.into_iter().map(|e| (e.observed_at, e)));
+        for (i, (start, e)) in spans.iter().enumerate() {
+            let end = spans.get(i + 1).map(|(t, _)| *t).unwrap_or(to);
+            let secs = (end - *start).num_seconds().max(0);
+            *s.presence.entry(e.presence.clone()).or_default() += secs;
+            if e.dnd_enabled {
+                s.dnd_seconds += secs;
+            }
+            if !e.status_text.is_empty() {
+                *s.status_text.entry(e.status_text.clone()).or_default() += secs;
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveModel {
+    let changed: Vec<&str> = e.changed.iter().map(|f| f.as_str()).collect();
+    status_event::ActiveModel {
+        person_id: Set(e.person_id),
+        seq: Set(seq),
+        observed_at: Set(at),
+        presence: Set(e.status.presence.as_str().to_owned()),
+        status_text: Set(e.status.text.clone()),
+        status_emoji: Set(e.status.emoji.clone()),
+        status_expires_at: Set(e.status.expires_at),
+        dnd_enabled: Set(e.status.dnd.enabled),
+        dnd_until: Set(e.status.dnd.until),
+        stale: Set(e.status.stale),
+        changed: Set(changed.join(",")),
+        previous: Set((!e.previous.is_empty()).then(|| serde_json::Value::Object(e.previous.clone()).to_string())),
+        extra: Set(None),
+        source: Set(e.source.as_str().to_owned()),
+        ..Default::default()
+    }
+}
+
+impl status_event::Model {
+    /// The normalized status this row recorded.
+    pub fn status(&self) -> Status {
+        Status {
+            presence: Presence::parse(&self.presence).unwrap_or_default(),
+            text: self.status_text.clone(),
+            emoji: self.status_emoji.clone(),
+            expires_at: self.status_expires_at,
+            dnd: Dnd { enabled: self.dnd_enabled, until: self.dnd_until },
+            stale: self.stale,
+        }
+    }
+
+    /// The row as the event clients receive, about `person`.
+    pub fn to_event(&self, person: Arc<PersonCard>) -> StatusEvent {
+        StatusEvent {
+            person,
+            seq: self.seq,
+            status: self.status(),
+            changed: self.changed.split(',').filter_map(Field::parse).collect(),
+            previous: self
+                .previous
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_default(),
+            observed_at: self.observed_at,
+            source: Source::parse(&self.source).unwrap_or(Source::Slack),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Persistence: every query Chex runs, behind one cheap-to-clone [`Store`] handle.
+//!
+//! The store knows tables, not protocols: it takes and returns plain records and domain types and
+//! never imports the API, the hub or a source. Anything that writes more than one table does so in
+//! one transaction.
+
+pub mod entity;
+
+mod accounts;
+mod connections;
+mod events;
+mod people;
+
+pub use accounts::{ApiTokenRecord, NewAccount};
+pub use connections::{CheckPatch, NewCheck, NewConnection};
+pub use events::{HistoryPage, NewEvent, Summary};
+pub use people::{PeopleFilter, PersonRow, SlackProfileRecord, SlackUserRecord};
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// What can go wrong in the store. Callers branch on `NotFound` and `Conflict`; the rest is a
+/// database failure that the API reports as a 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Maps a unique-constraint violation to `Conflict`, everything else to `Db`.
+    fn from_write(e: DbErr, what: &str) -> StoreError {
+        let text = e.to_string().to_lowercase();
+        if text.contains("unique") || text.contains("duplicate") {
+            StoreError::Conflict(what.to_owned())
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+/// A handle to the database. Clone it freely: it wraps a connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`).
+    ///
+    /// SQLite files run in WAL mode so the API can read while the writer commits; an in-memory
+    /// SQLite database keeps one connection because each connection would see its own database.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10));
+        if url.starts_with("sqlite:") {
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                opts.max_connections(1);
+            } else {
+                opts.max_connections(4);
+            }
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        let db = Database::connect(opts).await?;
+        Ok(Store { db })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// True when the database answers and no migration is pending: what `/readyz` reports.
+    pub async fn ready(&self) -> Result<bool> {
+        self.db.execute_unprepared("SELECT 1").await?;
+        Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The raw connection, for migrations in tools and tests.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A fresh database per test: in-memory SQLite, or a new PostgreSQL database named
+    //! `chex_test_<uuid>` when `CHEX_TEST_DATABASE_URL` is set, dropped again when the test ends.
+    use super::Store;
+
+    pub struct TestDb {
+        pub store: Store,
+        drop_pg: Option<(String, String)>,
+    }
+
+    impl TestDb {
+        pub async fn sqlite() -> TestDb {
+            let store = Store::connect("sqlite::memory:").await.expect("sqlite");
+            store.migrate().await.expect("migrate");
+            TestDb { store, drop_pg: None }
+        }
+
+        /// `None` (with a printed reason) when no PostgreSQL is configured; a panic under CI.
+        pub async fn postgres() -> Option<TestDb> {
+            let admin_url = match std::env::var("CHEX_TEST_DATABASE_URL") {
+                Ok(u) if !u.is_empty() => u,
+                _ => {
+                    if std::env::var("CI").is_ok_and(|v| v == "true") {
+                        panic!("CI=true but CHEX_TEST_DATABASE_URL is not set");
+                    }
+                    eprintln!("skipped: CHEX_TEST_DATABASE_URL is not set, PostgreSQL leg not run");
+                    return None;
+                }
+            };
+            let name = format!("chex_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Store::connect(&admin_url).await.expect("connect to PostgreSQL");
+            use sea_orm::ConnectionTrait;
+            admin
+                .db
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let url = replace_db_name(&admin_url, &name);
+            let store = Store::connect(&url).await.expect("connect test database");
+            store.migrate().await.expect("migrate");
+            Some(TestDb { store, drop_pg: Some((admin_url, name)) })
+        }
+    }
+
+    pub fn replace_db_name(url: &str, name: &str) -> String {
+        let mut u = url::Url::parse(url).expect("CHEX_TEST_DATABASE_URL is a URL");
+        u.set_path(&format!("/{name}"));
+        u.to_string()
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            if let Some((admin_url, name)) = self.drop_pg.take() {
+                // The test's runtime is going away; drop the database from a thread of its own.
+                let store = self.store.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async move {
+                            let _ = store.db.close_by_ref().await;
+                            if let Ok(admin) = Store::connect(&admin_url).await {
+                                use sea_orm::ConnectionTrait;
+                                let _ = admin
+                                    .db
+                                    .execute_unprepared(&format!(
+                                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                    ))
+                                    .await;
+                            }
+                        });
+                    }
+                })
+                .join()
+                .ok();
+            }
+        }
+    }
+}
