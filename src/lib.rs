@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Chex watches people's status in the tools a team works in (Slack first), keeps every change as
 //! history, and pushes each change to dashboards, widgets and bots the moment it is seen.
 //!
@@ -34,3 +35,7 @@ pub mod hub;
 pub mod metrics;
 pub mod sim;
 pub mod sources;
+pub mod poll;
+pub mod api;
+pub mod app;
+pub mod demo;

@@ -21,7 +21,6 @@ pub async fn serve(listener: TcpListener, sim: SlackSim) {
     let api = warp::path!("api" / String)
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::bytes())
         .then(move |method: String, auth: Option<String>, query: HashMap<String, String>, body: Bytes| {
             let sim = s.clone();
@@ -31,7 +30,6 @@ pub async fn serve(listener: TcpListener, sim: SlackSim) {
     let control = warp::path(String::from("_sim"))
         .and(warp::path::tail())
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::bytes())
         .then(move |tail: warp::path::Tail, q: HashMap<String, String>, body: Bytes| {
             let sim = s.clone();

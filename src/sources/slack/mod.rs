@@ -7,6 +7,6 @@ pub mod events;
 mod governor;
 pub mod types;
 
-pub use client::SlackClient;
+pub use client::{DND_TEAM_BATCH, SlackClient, USERS_LIST_LIMIT, parse};
 pub use error::SlackError;
 pub use governor::{Governor, Tier, tier_of};

@@ -1,0 +1,28 @@
+//! The HTTP and WebSocket surface. Errors from every layer are mapped to HTTP once, in
+//! [`error`]; every route ends in `recover`, so no rejection becomes a bare 500.
+
+mod error;
+mod rest;
+mod slack_events;
+mod state;
+mod ws;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+use warp::Filter;
+
+/// Every route.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    rest::routes(state.clone())
+        .or(ws::route(state.clone()).boxed())
+        .unify()
+        .or(slack_events::route(state).boxed())
+        .unify()
+        .boxed()
+        .recover(error::handle_rejection)
+        .with(warp::log::custom(|info| {
+            // The path only: query strings may carry `access_token`.
+            tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
+        }))
+}

@@ -1,0 +1,344 @@
+//! REST: health, login, people with status and history, Slack connections and checks.
+
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warp::filters::BoxedFilter;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::auth::{Claims, verify_password};
+use crate::crypto::{fingerprint, random_token, sha256_hex};
+use crate::store::{NewCheck, NewConnection, PeopleFilter, PersonRow};
+
+type Resp = Result<warp::reply::Response, Rejection>;
+
+fn reject(e: impl Into<ApiError>) -> Rejection {
+    warp::reject::custom(e.into())
+}
+
+/// The caller, from `Authorization: Bearer <JWT or bot token>`.
+pub fn authed(state: AppState) -> impl Filter<Extract = (Claims,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and(state.filter()).and_then(|h: Option<String>, s: AppState| async move {
+        let token = h.as_deref().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(|| reject(ApiError::Unauthorized("send Authorization: Bearer <token>".into())))?;
+        claims_for(&s, token.trim()).await.map_err(reject)
+    })
+}
+
+/// Validates a JWT or a bot token, and that its organization exists.
+pub async fn claims_for(s: &AppState, token: &str) -> Result<Claims, ApiError> {
+    let claims = if token.starts_with("chex_bot_") {
+        let t = s.store.api_token_by_hash(&sha256_hex(token)).await?.ok_or_else(|| ApiError::Unauthorized("unknown bot token".into()))?;
+        if t.revoked_at.is_some() {
+            return Err(ApiError::Unauthorized("bot token revoked".into()));
+        }
+        if t.expires_at.is_some_and(|e| e <= Utc::now()) {
+            return Err(ApiError::Unauthorized("bot token expired".into()));
+        }
+        let topics = t.topics.as_deref().and_then(|j| serde_json::from_str(j).ok());
+        s.keys.mint(&format!("bot:{}", t.id), t.organization_id, &t.role, topics, Some(300)).1
+    } else {
+        s.keys.verify(token)?
+    };
+    if s.store.organization(claims.org).await?.is_none() {
+        return Err(ApiError::Unauthorized("token is invalid".into()));
+    }
+    Ok(claims)
+}
+
+fn admin(c: &Claims) -> Result<(), Rejection> {
+    if c.is_admin() { Ok(()) } else { Err(reject(ApiError::Forbidden("admins only".into()))) }
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(64 * 1024).and(warp::body::json())
+}
+
+pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
+    let s = state.filter();
+    let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+    let readyz = warp::path!("readyz").and(warp::get()).and(s.clone()).then(|s: AppState| async move {
+        match s.store.ready().await {
+            Ok(true) => warp::reply::json(&json!({"status": "ready"})).into_response(),
+            Ok(false) => warp::reply::with_status(warp::reply::json(&json!({"status": "migrations pending"})), warp::http::StatusCode::SERVICE_UNAVAILABLE).into_response(),
+            Err(_) => warp::reply::with_status(warp::reply::json(&json!({"status": "database unreachable"})), warp::http::StatusCode::SERVICE_UNAVAILABLE).into_response(),
+        }
+    });
+    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
+        warp::reply::with_header(crate::metrics::METRICS.render(), "content-type", "text/plain; version=0.0.4").into_response()
+    });
+    let login = warp::path!("api" / "auth" / "login").and(warp::post()).and(json_body()).and(s.clone()).and_then(login);
+    let users = warp::path!("api" / "users").and(warp::get()).and(authed(state.clone())).and(warp::query()).and(s.clone()).and_then(list_users);
+    let user = warp::path!("api" / "users" / i64).and(warp::get()).and(authed(state.clone())).and(s.clone()).and_then(get_user);
+    let history = warp::path!("api" / "users" / i64 / "history").and(warp::get()).and(authed(state.clone())).and(warp::query()).and(s.clone()).and_then(history);
+    let summary = warp::path!("api" / "users" / i64 / "summary").and(warp::get()).and(authed(state.clone())).and(warp::query()).and(s.clone()).and_then(summary);
+    let connect = warp::path!("api" / "connections" / "slack").and(warp::post()).and(authed(state.clone())).and(json_body()).and(s.clone()).and_then(connect_slack);
+    let connections = warp::path!("api" / "connections").and(warp::get()).and(authed(state.clone())).and(s.clone()).and_then(list_connections);
+    let add_check = warp::path!("api" / "chex" / "slack").and(warp::post()).and(authed(state.clone())).and(json_body()).and(s.clone()).and_then(add_check);
+    let checks = warp::path!("api" / "chex").and(warp::get()).and(authed(state)).and(s).and_then(list_checks);
+    let routes: Vec<BoxedFilter<(warp::reply::Response,)>> = vec![
+        healthz.boxed(),
+        readyz.boxed(),
+        metrics.boxed(),
+        login.boxed(),
+        users.boxed(),
+        user.boxed(),
+        history.boxed(),
+        summary.boxed(),
+        connect.boxed(),
+        connections.boxed(),
+        add_check.boxed(),
+        checks.boxed(),
+    ];
+    routes.into_iter().reduce(|a, b| a.or(b).unify().boxed()).expect("routes are listed above")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+async fn login(body: Login, s: AppState) -> Resp {
+    let account = s.store.account_by_email(&body.email).await.map_err(reject)?;
+    let Some(a) = account.filter(|a| !a.disabled && verify_password(&body.password, &a.password_hash)) else {
+        return Err(reject(ApiError::Unauthorized("wrong email or password".into())));
+    };
+    let (token, claims) = s.keys.mint(&a.id.to_string(), a.organization_id, &a.role, None, None);
+    let refresh = random_token("chex_rt_");
+    let refresh_exp = Utc::now() + chrono::Duration::seconds(s.config.refresh_token_ttl as i64);
+    s.store.create_refresh_token(a.id, &sha256_hex(&refresh), refresh_exp).await.map_err(reject)?;
+    Ok(warp::reply::json(&json!({"access_token": token, "expires_at": claims.expires_at(), "refresh_token": refresh, "role": a.role})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersQuery {
+    team: Option<String>,
+    presence: Option<String>,
+    q: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<i64>,
+}
+
+/// A person with their current status, as REST returns them.
+pub fn person_json(row: &PersonRow, latest: Option<&crate::store::entity::status_event::Model>) -> Value {
+    let card = row.card();
+    json!({
+        "id": row.person_id,
+        "topic": card.topic,
+        "team_id": row.team_id,
+        "slack_id": row.slack_id,
+        "name": row.name,
+        "display_name": row.display_name,
+        "email": row.email,
+        "title": row.title,
+        "tz": row.tz,
+        "image_72": row.image_72,
+        "deleted": row.deleted,
+        "seq": latest.map(|e| e.seq),
+        "status": latest.map(|e| serde_json::to_value(e.status()).unwrap_or_default()),
+        "observed_at": latest.map(|e| e.observed_at),
+    })
+}
+
+async fn list_users(c: Claims, q: UsersQuery, s: AppState) -> Resp {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(reject(ApiError::Unprocessable("limit: must be between 1 and 1000".into())));
+    }
+    if let Some(p) = &q.presence
+        && crate::domain::Presence::parse(p).is_none()
+    {
+        return Err(reject(ApiError::Unprocessable("presence: must be active, away or unknown".into())));
+    }
+    let mut out = Vec::new();
+    let mut after = q.cursor;
+    // Presence is a property of the latest event, so filter page by page until the page is full.
+    let next_cursor = loop {
+        let f = PeopleFilter { team_id: q.team.clone(), query: q.q.clone(), after_id: after, limit };
+        let rows = s.store.people(c.org, &f).await.map_err(reject)?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.person_id).collect();
+        let latest = s.store.latest_events(&ids).await.map_err(reject)?;
+        let exhausted = (rows.len() as u64) < limit;
+        for r in &rows {
+            let l = latest.get(&r.person_id);
+            if let Some(p) = &q.presence
+                && l.map(|e| e.presence.as_str()).unwrap_or("unknown") != p
+            {
+                continue;
+            }
+            if (out.len() as u64) < limit {
+                out.push(person_json(r, l));
+                after = Some(r.person_id);
+            }
+        }
+        if exhausted {
+            break None;
+        }
+        if out.len() as u64 >= limit {
+            break after;
+        }
+        after = rows.last().map(|r| r.person_id);
+    };
+    Ok(warp::reply::json(&json!({"users": out, "next_cursor": next_cursor})).into_response())
+}
+
+async fn person_in_org(s: &AppState, c: &Claims, id: i64) -> Result<PersonRow, Rejection> {
+    match s.store.person(id).await.map_err(reject)? {
+        Some(p) if p.organization_id == c.org => Ok(p),
+        _ => Err(reject(ApiError::NotFound)),
+    }
+}
+
+async fn get_user(id: i64, c: Claims, s: AppState) -> Resp {
+    let p = person_in_org(&s, &c, id).await?;
+    let latest = s.store.latest_events(&[id]).await.map_err(reject)?;
+    let mut v = person_json(&p, latest.get(&id));
+    if let Some((u, prof)) = s.store.slack_user_of(id).await.map_err(reject)? {
+        v["slack"] = json!({
+            "id": u.slack_id, "team_id": u.team_id, "name": u.name, "real_name": u.real_name, "color": u.color,
+            "deleted": u.deleted, "has_2fa": u.has_2fa, "is_admin": u.is_admin, "is_app_user": u.is_app_user,
+            "is_bot": u.is_bot, "is_owner": u.is_owner, "is_primary_owner": u.is_primary_owner,
+            "is_restricted": u.is_restricted, "is_ultra_restricted": u.is_ultra_restricted, "tz": u.tz,
+            "tz_label": u.tz_label, "tz_offset": u.tz_offset, "updated": u.updated,
+            "profile": prof.map(|p| json!({
+                "avatar_hash": p.avatar_hash, "display_name": p.display_name, "display_name_normalized": p.display_name_normalized,
+                "email": p.email, "first_name": p.first_name, "last_name": p.last_name, "image_24": p.image_24,
+                "image_32": p.image_32, "image_48": p.image_48, "image_72": p.image_72, "image_192": p.image_192,
+                "image_512": p.image_512, "image_1024": p.image_1024, "image_original": p.image_original,
+                "phone": p.phone, "real_name": p.real_name, "real_name_normalized": p.real_name_normalized,
+                "skype": p.skype, "status_emoji": p.status_emoji, "status_text": p.status_text,
+                "status_expiration": p.status_expiration, "team": p.team, "title": p.title,
+            })),
+        });
+    }
+    Ok(warp::reply::json(&v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    cursor: Option<i64>,
+    limit: Option<u64>,
+}
+
+async fn history(id: i64, c: Claims, q: RangeQuery, s: AppState) -> Resp {
+    let p = person_in_org(&s, &c, id).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(reject(ApiError::Unprocessable("limit: must be between 1 and 1000".into())));
+    }
+    let page = s.store.history(id, q.from, q.to, q.cursor, limit).await.map_err(reject)?;
+    let card = std::sync::Arc::new(p.card());
+    let events: Vec<Value> = page.events.iter().map(|e| e.to_event(card.clone()).to_value(&card.topic)).collect();
+    Ok(warp::reply::json(&json!({"events": events, "next_cursor": page.next_cursor})).into_response())
+}
+
+async fn summary(id: i64, c: Claims, q: RangeQuery, s: AppState) -> Resp {
+    person_in_org(&s, &c, id).await?;
+    let to = q.to.unwrap_or_else(Utc::now);
+    let from = q.from.unwrap_or(to - chrono::Duration::days(1));
+    if from >= to {
+        return Err(reject(ApiError::Unprocessable("from: must be before to".into())));
+    }
+    let sum = s.store.summary(id, from, to).await.map_err(reject)?;
+    Ok(warp::reply::json(&sum).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectSlack {
+    token: String,
+    signing_secret: Option<String>,
+}
+
+async fn connect_slack(c: Claims, body: ConnectSlack, s: AppState) -> Resp {
+    admin(&c)?;
+    if !body.token.starts_with("xox") {
+        return Err(reject(ApiError::Unprocessable("token: must be a Slack token (xoxb-… or xoxp-…)".into())));
+    }
+    let auth = s.slack.auth_test(&body.token).await.map_err(|e| {
+        if e.is_credential_error() {
+            reject(ApiError::Unprocessable(format!("token: Slack refused it ({})", e.code())))
+        } else {
+            reject(ApiError::BadGateway(format!("Slack could not be reached: {}", e.code())))
+        }
+    })?;
+    let conn = s
+        .store
+        .upsert_connection(NewConnection {
+            organization_id: c.org,
+            kind: "slack",
+            external_id: &auth.team_id,
+            name: &auth.team,
+            credential_ciphertext: s.secret_key.seal(&body.token),
+            signing_secret_ciphertext: body.signing_secret.as_deref().map(|x| s.secret_key.seal(x)),
+            fingerprint: fingerprint(&body.token),
+        })
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::with_status(warp::reply::json(&connection_json(&conn)), warp::http::StatusCode::CREATED).into_response())
+}
+
+fn connection_json(c: &crate::store::entity::connection::Model) -> Value {
+    json!({
+        "id": c.id, "kind": c.kind, "team_id": c.external_id, "name": c.name, "fingerprint": c.fingerprint,
+        "status": c.status, "last_error": c.last_error, "has_signing_secret": c.signing_secret_ciphertext.is_some(),
+        "created_at": c.created_at, "updated_at": c.updated_at,
+    })
+}
+
+async fn list_connections(c: Claims, s: AppState) -> Resp {
+    admin(&c)?;
+    let conns = s.store.connections(Some(c.org)).await.map_err(reject)?;
+    Ok(warp::reply::json(&json!({"connections": conns.iter().map(connection_json).collect::<Vec<_>>()})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddCheck {
+    connection_id: i64,
+    /// A Slack user id, or absent / `*` for the whole workspace.
+    user: Option<String>,
+    interval_secs: Option<i32>,
+}
+
+async fn add_check(c: Claims, body: AddCheck, s: AppState) -> Resp {
+    admin(&c)?;
+    let conn = s.store.connection(body.connection_id).await.map_err(reject)?;
+    let Some(conn) = conn.filter(|x| x.organization_id == c.org && x.kind == "slack") else {
+        return Err(reject(ApiError::Unprocessable("connection_id: no such Slack connection".into())));
+    };
+    let subject = body.user.unwrap_or_else(|| "*".into());
+    if subject != "*" && !(subject.len() <= 32 && subject.chars().all(|ch| ch.is_ascii_alphanumeric())) {
+        return Err(reject(ApiError::Unprocessable("user: must be a Slack user id like U012AB3CD".into())));
+    }
+    let interval = body.interval_secs.unwrap_or(s.config.poll_watched_interval as i32);
+    if !(1..=86_400).contains(&interval) {
+        return Err(reject(ApiError::Unprocessable("interval_secs: must be between 1 and 86400".into())));
+    }
+    let check = s
+        .store
+        .create_check(NewCheck { organization_id: c.org, connection_id: conn.id, kind: "slack", subject: &subject, interval_secs: interval })
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::with_status(warp::reply::json(&check_json(&check)), warp::http::StatusCode::CREATED).into_response())
+}
+
+fn check_json(c: &crate::store::entity::check::Model) -> Value {
+    json!({
+        "id": c.id, "kind": c.kind, "connection_id": c.connection_id, "subject": c.subject, "enabled": c.enabled,
+        "interval_secs": c.interval_secs, "last_polled_at": c.last_polled_at, "last_error": c.last_error,
+    })
+}
+
+async fn list_checks(c: Claims, s: AppState) -> Resp {
+    let checks = s.store.checks(Some(c.org), None, None).await.map_err(reject)?;
+    Ok(warp::reply::json(&json!({"checks": checks.iter().map(check_json).collect::<Vec<_>>()})).into_response())
+}

@@ -1,0 +1,90 @@
+//! `POST /slack/events`: Slack's Events API. Verified, acknowledged at once, processed after.
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::metrics::METRICS;
+use crate::poll::slack::{ingest_dnd, ingest_user};
+use crate::sources::slack::events::{Envelope, Event, verify};
+
+/// Slack's own limit on an event payload is far below this.
+const MAX_BODY: u64 = 1024 * 1024;
+
+pub fn route(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("slack" / "events")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("x-slack-request-timestamp"))
+        .and(warp::header::optional::<String>("x-slack-signature"))
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .and(state.filter())
+        .then(handle)
+}
+
+fn refuse(why: &str) -> warp::reply::Response {
+    METRICS.slack_events_rejected.inc();
+    ApiError::Unauthorized(why.to_owned()).into_response()
+}
+
+async fn handle(ts: Option<String>, sig: Option<String>, body: Bytes, s: AppState) -> warp::reply::Response {
+    let env: Envelope = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return ApiError::BadRequest(format!("body is not an Events API envelope: {e}")).into_response(),
+    };
+    let Some(team) = env.team_id.clone() else {
+        return refuse("no team_id: cannot pick a signing secret");
+    };
+    let conn = match s.store.connection_by_external_id("slack", &team).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return refuse("unknown workspace"),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(secret) = conn.signing_secret_ciphertext.as_deref().and_then(|c| s.secret_key.open(c).ok()) else {
+        return refuse("workspace has no signing secret");
+    };
+    if let Err(e) = verify(&secret, ts.as_deref(), sig.as_deref(), &body, chrono::Utc::now().timestamp()) {
+        return refuse(&e.to_string());
+    }
+    if env.kind == "url_verification" {
+        return warp::reply::json(&json!({"challenge": env.challenge})).into_response();
+    }
+    let Some(inner) = env.event else {
+        return warp::reply::with_status(warp::reply(), StatusCode::OK).into_response();
+    };
+    let event = match Event::parse(&inner) {
+        Ok(e) => e,
+        Err(e) => return ApiError::BadRequest(format!("malformed event: {e}")).into_response(),
+    };
+    METRICS.slack_events_received.inc();
+    // Acknowledge now, process after: Slack wants a 2xx within 3 s. The pipeline retries its own
+    // writes, so an acknowledged event is not lost to a slow database.
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(100);
+        for attempt in 1..=5 {
+            let r = match &event {
+                Event::UserChange(u) | Event::UserStatusChanged(u) => ingest_user(&s.store, &s.pipeline, &conn, u).await,
+                Event::DndUpdatedUser { user, dnd } => ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd).await,
+                Event::Other(kind) => {
+                    METRICS.slack_events_unknown.inc();
+                    tracing::debug!(kind, "ignoring Slack event type");
+                    Ok(())
+                }
+            };
+            match r {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "storing a Slack event failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+        METRICS.events_lost.inc();
+        tracing::error!("a Slack event could not be stored after every retry");
+    });
+    warp::reply::with_status(warp::reply(), StatusCode::OK).into_response()
+}

@@ -1,0 +1,416 @@
+//! `GET /ws`: protocol v1 (see docs/protocol.md).
+//!
+//! The upgrade is done by hand (hyper's `OnUpgrade` + tokio-tungstenite) rather than by warp's
+//! `ws()` filter, because warp exposes only the maximum sizes and not tungstenite's read and write
+//! buffer sizes, which dominate an idle socket's memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use warp::{Filter, Rejection, Reply};
+
+use super::error::ApiError;
+use super::rest::claims_for;
+use super::state::AppState;
+use crate::auth::Claims;
+use crate::domain::{PersonCard, Topic};
+use crate::hub::{Delivery, Subscription};
+use crate::metrics::METRICS;
+use crate::store::PeopleFilter;
+
+/// Close codes (docs/protocol.md): 4000–4099 do not reconnect, 4100–4199 reconnect with backoff.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// How long a browser has to send its `auth` frame.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events replayed per person on resume before the snapshot is declared the truth.
+const MAX_REPLAY: u64 = 1000;
+/// A send that takes longer than this means the peer stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resyncs tolerated within [`RESYNC_WINDOW`] before the socket is closed as too slow.
+const MAX_RESYNCS: usize = 3;
+const RESYNC_WINDOW: Duration = Duration::from_secs(30);
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+pub fn route(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("ws")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::optional::<String>("sec-websocket-key"))
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(state.filter())
+        .and_then(upgrade)
+}
+
+async fn upgrade(
+    auth: Option<String>,
+    query: HashMap<String, String>,
+    key: Option<String>,
+    on_upgrade: Option<OnUpgrade>,
+    s: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let (Some(key), Some(on_upgrade)) = (key, on_upgrade) else {
+        return Err(warp::reject::custom(ApiError::BadRequest("expected a WebSocket upgrade".into())));
+    };
+    let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::to_owned).or_else(|| query.get("access_token").cloned());
+    let claims = match token {
+        Some(t) => Some(claims_for(&s, t.trim()).await.map_err(warp::reject::custom)?),
+        None => None,
+    };
+    let max = s.config.ws_max_frame;
+    let mut config = WebSocketConfig::default();
+    config.read_buffer_size = 4096;
+    config.write_buffer_size = 0;
+    config.max_write_buffer_size = 1024 * 1024;
+    config.max_message_size = Some(max);
+    config.max_frame_size = Some(max);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                METRICS.sockets.inc();
+                Session::new(s, socket).run(claims).await;
+                METRICS.sockets.dec();
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = warp::reply().into_response();
+    *resp.status_mut() = warp::http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("connection", warp::http::HeaderValue::from_static("upgrade"));
+    h.insert("upgrade", warp::http::HeaderValue::from_static("websocket"));
+    h.insert("sec-websocket-accept", accept.parse().map_err(|_| warp::reject::custom(ApiError::BadRequest("bad key".into())))?);
+    Ok(resp)
+}
+
+/// Client → server frames.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum ClientFrame {
+    Auth {
+        token: String,
+        id: Option<Value>,
+    },
+    Subscribe {
+        id: Option<Value>,
+        topics: Vec<String>,
+        #[serde(default)]
+        since: HashMap<String, i64>,
+    },
+    Unsubscribe {
+        id: Option<Value>,
+        topics: Vec<String>,
+    },
+    Ping {
+        id: Option<Value>,
+    },
+    Refresh {
+        id: Option<Value>,
+        token: String,
+    },
+}
+
+struct Session {
+    s: AppState,
+    socket: Socket,
+    subs: Vec<Subscription>,
+    /// Highest seq sent per person: drops live frames that a snapshot or replay already covered.
+    sent: HashMap<i64, i64>,
+    resyncs: Vec<tokio::time::Instant>,
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+fn error_frame(id: Option<&Value>, code: &str, message: &str) -> Message {
+    Message::text(json!({"type": "error", "id": id, "code": code, "message": message}).to_string())
+}
+
+impl Session {
+    fn new(s: AppState, socket: Socket) -> Session {
+        Session { s, socket, subs: Vec::new(), sent: HashMap::new(), resyncs: Vec::new() }
+    }
+
+    async fn send(&mut self, m: Message) -> bool {
+        matches!(tokio::time::timeout(SEND_TIMEOUT, self.socket.send(m)).await, Ok(Ok(())))
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.send(Message::Close(Some(frame)))).await;
+    }
+
+    async fn run(mut self, claims: Option<Claims>) {
+        let mut claims = match claims {
+            Some(c) => c,
+            None => match self.first_frame_auth().await {
+                Some(c) => c,
+                None => return self.close(CLOSE_UNAUTHORIZED, "unauthorized").await,
+            },
+        };
+        let ping_every = Duration::from_secs(self.s.config.ws_ping_interval);
+        let mut ping = tokio::time::interval(ping_every);
+        ping.reset();
+        let mut last_heard = tokio::time::Instant::now();
+        loop {
+            let expires_in = (claims.expires_at() - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let flow = tokio::select! {
+                msg = self.socket.next() => {
+                    last_heard = tokio::time::Instant::now();
+                    match msg {
+                        None | Some(Ok(Message::Close(_))) => break,
+                        Some(Ok(Message::Text(t))) => self.on_text(t.as_str(), &mut claims).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            let m = error_frame(None, "bad_request", "binary frames are not part of the protocol; send JSON text");
+                            if self.send(m).await { Flow::Continue } else { break }
+                        }
+                        Some(Ok(_)) => Flow::Continue,
+                        Some(Err(WsError::Capacity(_))) => Flow::Close(1009, "frame too large"),
+                        Some(Err(_)) => break,
+                    }
+                }
+                (idx, r) = next_delivery(&mut self.subs) => self.on_delivery(idx, r).await,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > ping_every * 2 {
+                        break;
+                    }
+                    if self.send(Message::Ping(Default::default())).await { Flow::Continue } else { break }
+                }
+                _ = tokio::time::sleep(expires_in) => Flow::Close(CLOSE_UNAUTHORIZED, "token expired"),
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(code, reason) => {
+                    if code == CLOSE_SLOW_CONSUMER {
+                        METRICS.slow_consumers_closed.inc();
+                    }
+                    self.close(code, reason).await;
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn first_frame_auth(&mut self) -> Option<Claims> {
+        let msg = tokio::time::timeout(AUTH_TIMEOUT, self.socket.next()).await.ok()??.ok()?;
+        let Message::Text(t) = msg else { return None };
+        let ClientFrame::Auth { token, id } = serde_json::from_str(t.as_str()).ok()? else { return None };
+        let claims = claims_for(&self.s, &token).await.ok()?;
+        let reply = json!({"type": "authenticated", "id": id, "expires_at": claims.expires_at()});
+        self.send(Message::text(reply.to_string())).await.then_some(claims)
+    }
+
+    async fn on_text(&mut self, text: &str, claims: &mut Claims) -> Flow {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let id = serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("id").cloned());
+                let m = error_frame(id.as_ref(), "bad_request", &format!("unreadable frame: {e}"));
+                return if self.send(m).await { Flow::Continue } else { Flow::Close(1011, "send failed") };
+            }
+        };
+        let reply = match frame {
+            ClientFrame::Ping { id } => json!({"type": "pong", "id": id}),
+            ClientFrame::Auth { id, .. } => {
+                return self.reply(error_frame(id.as_ref(), "bad_request", "already authenticated")).await;
+            }
+            ClientFrame::Refresh { id, token } => match claims_for(&self.s, &token).await {
+                Ok(c) if c.org == claims.org => {
+                    *claims = c;
+                    json!({"type": "refreshed", "id": id, "expires_at": claims.expires_at()})
+                }
+                _ => return Flow::Close(CLOSE_UNAUTHORIZED, "refresh token invalid"),
+            },
+            ClientFrame::Unsubscribe { id, topics } => {
+                let before = self.subs.len();
+                self.subs.retain(|s| !topics.iter().any(|t| t == s.topic()));
+                if self.subs.len() < before && self.subs.is_empty() {
+                    self.sent.clear();
+                }
+                json!({"type": "unsubscribed", "id": id})
+            }
+            ClientFrame::Subscribe { id, topics, since } => return self.subscribe(id, topics, since, claims).await,
+        };
+        self.reply(Message::text(reply.to_string())).await
+    }
+
+    async fn reply(&mut self, m: Message) -> Flow {
+        if self.send(m).await { Flow::Continue } else { Flow::Close(1011, "send failed") }
+    }
+
+    /// Checks that the caller may see `topic`.
+    async fn authorize(s: &AppState, topic: &str, claims: &Claims) -> Result<Topic, (&'static str, String)> {
+        let parsed = Topic::parse(topic).ok_or(("bad_request", format!("{topic}: not a topic (user:<id> or team:<id>)")))?;
+        if !claims.allows_topic(topic) {
+            return Err(("forbidden", format!("{topic}: outside this token's topics")));
+        }
+        let ok = match &parsed {
+            Topic::User(id) => s.store.person(*id).await.ok().flatten().is_some_and(|p| p.organization_id == claims.org),
+            Topic::Team(t) => s.store.connection_by_external_id("slack", t).await.ok().flatten().is_some_and(|c| c.organization_id == claims.org),
+        };
+        if ok { Ok(parsed) } else { Err(("forbidden", format!("{topic}: not in your organization"))) }
+    }
+
+    async fn subscribe(&mut self, id: Option<Value>, topics: Vec<String>, since: HashMap<String, i64>, claims: &Claims) -> Flow {
+        let new: Vec<&String> = topics.iter().filter(|t| !self.subs.iter().any(|s| s.topic() == t.as_str())).collect();
+        if self.subs.len() + new.len() > self.s.config.ws_max_topics {
+            return self.reply(error_frame(id.as_ref(), "too_many_topics", &format!("at most {} topics per socket", self.s.config.ws_max_topics))).await;
+        }
+        let mut parsed = Vec::new();
+        for t in &topics {
+            match Self::authorize(&self.s, t, claims).await {
+                Ok(p) => parsed.push((t.clone(), p)),
+                Err((code, msg)) => return self.reply(error_frame(id.as_ref(), code, &msg)).await,
+            }
+        }
+        // Subscribe first, then read: anything committed after the read arrives live, anything
+        // before is in the snapshot or replay, and `sent` drops the overlap.
+        for (t, _) in &parsed {
+            if !self.subs.iter().any(|s| s.topic() == t) {
+                self.subs.push(self.s.hub.subscribe(t));
+            }
+        }
+        let mut snapshot = Vec::new();
+        let mut replay: Vec<Message> = Vec::new();
+        let mut recovered = serde_json::Map::new();
+        for (topic, p) in &parsed {
+            let people = match Self::people_of(&self.s, p, claims.org).await {
+                Ok(p) => p,
+                Err(e) => return self.reply(error_frame(id.as_ref(), "internal", &e)).await,
+            };
+            let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
+            let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
+            for card in &people {
+                if let Some(e) = latest.get(&card.id) {
+                    snapshot.push(e.to_event(card.clone()).to_value(topic));
+                    let sent = self.sent.entry(card.id).or_default();
+                    *sent = (*sent).max(e.seq);
+                }
+            }
+            if since.is_empty() {
+                continue;
+            }
+            let mut all_ok = true;
+            for card in &people {
+                let Some(&from) = since.get(&card.topic) else { continue };
+                let head = latest.get(&card.id).map(|e| e.seq).unwrap_or(0);
+                if from > head {
+                    all_ok = false;
+                    continue;
+                }
+                let events = self.s.store.events_after(card.id, from, MAX_REPLAY).await.unwrap_or_default();
+                let complete = events.first().is_none_or(|e| e.seq == from + 1) && events.last().map_or(from == head, |e| e.seq == head);
+                all_ok &= complete;
+                replay.extend(events.iter().map(|e| Message::text(e.to_event(card.clone()).to_json(topic))));
+            }
+            recovered.insert(topic.clone(), json!(all_ok));
+        }
+        let mut reply = json!({"type": "subscribed", "id": id, "topics": topics, "snapshot": snapshot});
+        if !since.is_empty() {
+            reply["recovered"] = Value::Object(recovered);
+        }
+        if !self.send(Message::text(reply.to_string())).await {
+            return Flow::Close(1011, "send failed");
+        }
+        for m in replay {
+            if !self.send(m).await {
+                return Flow::Close(1011, "send failed");
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The people a topic covers, in the caller's organization.
+    async fn people_of(s: &AppState, topic: &Topic, org: i64) -> Result<Vec<Arc<PersonCard>>, String> {
+        match topic {
+            Topic::User(id) => Ok(s.store.person(*id).await.map_err(|e| e.to_string())?.map(|p| Arc::new(p.card())).into_iter().collect()),
+            Topic::Team(t) => {
+                let mut out = Vec::new();
+                let mut after = None;
+                loop {
+                    let f = PeopleFilter { team_id: Some(t.clone()), query: None, after_id: after, limit: 1000 };
+                    let rows = s.store.people(org, &f).await.map_err(|e| e.to_string())?;
+                    let n = rows.len();
+                    after = rows.last().map(|r| r.person_id);
+                    out.extend(rows.into_iter().filter(|r| !r.deleted && !r.is_bot).map(|r| Arc::new(r.card())));
+                    if n < 1000 {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_delivery(&mut self, idx: usize, r: Result<Delivery, RecvError>) -> Flow {
+        match r {
+            Ok(d) => {
+                if self.sent.get(&d.person_id).is_some_and(|s| *s >= d.seq) {
+                    return Flow::Continue;
+                }
+                self.sent.insert(d.person_id, d.seq);
+                if self.send(d.frame).await { Flow::Continue } else { Flow::Close(CLOSE_SLOW_CONSUMER, "too slow") }
+            }
+            Err(RecvError::Lagged(n)) => {
+                METRICS.frames_dropped.add(n);
+                let now = tokio::time::Instant::now();
+                self.resyncs.retain(|t| now.duration_since(*t) < RESYNC_WINDOW);
+                self.resyncs.push(now);
+                if self.resyncs.len() > MAX_RESYNCS {
+                    return Flow::Close(CLOSE_SLOW_CONSUMER, "consumer too slow");
+                }
+                METRICS.resyncs.inc();
+                let Some(topic) = self.subs.get(idx).map(|s| s.topic().to_owned()) else { return Flow::Continue };
+                let Some(parsed) = Topic::parse(&topic) else { return Flow::Continue };
+                let org = self.s.store.person(match parsed { Topic::User(id) => id, _ => 0 }).await.ok().flatten().map(|p| p.organization_id);
+                let people = match (&parsed, org) {
+                    (Topic::User(_), Some(o)) => Self::people_of(&self.s, &parsed, o).await.unwrap_or_default(),
+                    (Topic::Team(t), _) => match self.s.store.connection_by_external_id("slack", t).await.ok().flatten() {
+                        Some(c) => Self::people_of(&self.s, &parsed, c.organization_id).await.unwrap_or_default(),
+                        None => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
+                let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
+                let mut snapshot = Vec::new();
+                for card in &people {
+                    if let Some(e) = latest.get(&card.id) {
+                        snapshot.push(e.to_event(card.clone()).to_value(&topic));
+                        self.sent.insert(card.id, e.seq);
+                    }
+                }
+                let m = Message::text(json!({"type": "resync", "topic": topic, "snapshot": snapshot}).to_string());
+                self.reply(m).await
+            }
+            Err(RecvError::Closed) => Flow::Continue,
+        }
+    }
+}
+
+/// The next delivery from any subscription; pending forever when there are none.
+async fn next_delivery(subs: &mut [Subscription]) -> (usize, Result<Delivery, RecvError>) {
+    if subs.is_empty() {
+        return std::future::pending().await;
+    }
+    let futs = subs.iter_mut().map(|s| Box::pin(s.receiver().recv()));
+    let (r, idx, _) = futures_util::future::select_all(futs).await;
+    (idx, r)
+}
+

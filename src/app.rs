@@ -1,0 +1,107 @@
+//! Assembly: builds every part from a [`Config`], wires them in the one direction status flows,
+//! and runs them until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::auth::Keys;
+use crate::config::Config;
+use crate::crypto::SecretKey;
+use crate::hub::Hub;
+use crate::poll::slack::{Intervals, PollContext};
+use crate::poll::Pipeline;
+use crate::sources::slack::{Governor, SlackClient};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("CHEX_DATABASE_URL: cannot open the database: {0}")]
+    Database(crate::store::StoreError),
+    #[error("migrations failed: {0}")]
+    Migrate(crate::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running Chex: server, pipeline and pollers.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Validates config, opens and migrates the database, and starts serving on `listener`.
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Server, StartError> {
+        config.validate()?;
+        let store = Store::connect(&config.database_url).await.map_err(StartError::Database)?;
+        store.migrate().await.map_err(StartError::Migrate)?;
+        Self::start_with_store(config, listener, store).await
+    }
+
+    /// As [`Server::start`], on a store the caller opened and migrated (tests share one).
+    pub async fn start_with_store(config: Config, listener: TcpListener, store: Store) -> Result<Server, StartError> {
+        config.validate()?;
+        let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+        let keys = Keys::from_config(&config).map_err(StartError::Other)?;
+        for (jti, _) in store.revoked_jtis().await.map_err(StartError::Database)? {
+            keys.revoke(&jti);
+        }
+        let secret_key = SecretKey::parse(config.secret_key.expose()).map_err(|e| StartError::Other(e.to_string()))?;
+        let shutdown = CancellationToken::new();
+        let hub = Hub::default();
+        let (pipeline, pipeline_task) = Pipeline::spawn(store.clone(), hub.clone(), shutdown.child_token());
+        let governor = Arc::new(Governor::new(config.slack_rate_scale));
+        let slack = SlackClient::new(&config.slack_api_url, governor).map_err(|e| StartError::Other(e.to_string()))?;
+        let poll_ctx = PollContext {
+            store: store.clone(),
+            client: slack.clone(),
+            pipeline: pipeline.clone(),
+            watched: hub.watched(),
+            key: secret_key.clone(),
+            intervals: Intervals {
+                watched: config.watched_interval(),
+                sweep: std::time::Duration::from_secs(config.poll_sweep_interval),
+                dnd: std::time::Duration::from_secs(config.poll_dnd_interval),
+            },
+            pool: Arc::new(Semaphore::new(config.poll_workers)),
+        };
+        let poller_task = tokio::spawn(crate::poll::slack::run(poll_ctx, shutdown.child_token()));
+        let state = AppState { store, hub, keys, config: Arc::new(config), pipeline, secret_key, slack };
+        let routes = api::routes(state.clone());
+        let stop = shutdown.clone();
+        let server_task = tokio::spawn(async move {
+            warp::serve(routes).incoming(listener).graceful(async move { stop.cancelled().await }).run().await;
+        });
+        Ok(Server { addr, state, shutdown, tasks: vec![server_task, poller_task, pipeline_task] })
+    }
+
+    /// Resolves when any part stops on its own (which means something is wrong) or on shutdown.
+    pub async fn wait(&mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        let (_, _, rest) = futures_util::future::select_all(tasks).await;
+        self.tasks = rest;
+    }
+
+    /// Stops accepting, lets the pipeline commit what it holds, and waits for every task.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,233 @@
+//! Change detection and persist-then-publish.
+//!
+//! One task owns every person's current status, so detection needs no locks and seqs cannot race.
+//! It drains observations into a batch (up to [`MAX_BATCH`] or [`FLUSH_AFTER`], whichever comes
+//! first), commits the batch in one transaction, and only then hands the events to the hub: a
+//! client never sees an event that history does not hold. A failed commit is retried with backoff;
+//! the observations stay queued meanwhile, so an acknowledged Slack event is not lost to a database
+//! hiccup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, StatusPatch, diff, values_of};
+use crate::hub::Hub;
+use crate::metrics::METRICS;
+use crate::store::{NewEvent, Store};
+
+/// Most events committed in one transaction.
+pub const MAX_BATCH: usize = 2000;
+/// Longest an observation waits for its batch to fill.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(2);
+/// Observations queued before senders wait: back-pressure on pollers, not unbounded memory.
+const QUEUE: usize = 65_536;
+/// Commit attempts before a batch is counted as lost.
+const COMMIT_ATTEMPTS: u32 = 8;
+
+/// What a source saw about one person at one moment.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub person: Arc<PersonCard>,
+    pub patch: StatusPatch,
+    pub observed_at: DateTime<Utc>,
+    pub source: Source,
+}
+
+enum Command {
+    Observe(Observation),
+    /// Resolves once everything sent before it is committed and published.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the pipeline. Clone it freely.
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Pipeline {
+    /// Starts the writer task; it ends when `shutdown` fires, after committing what is queued.
+    pub fn spawn(store: Store, hub: Hub, shutdown: CancellationToken) -> (Pipeline, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = Writer { store, hub, current: HashMap::new() };
+        let handle = tokio::spawn(writer.run(rx, shutdown));
+        (Pipeline { tx }, handle)
+    }
+
+    /// Queues an observation; waits only when the queue is full.
+    pub async fn observe(&self, obs: Observation) {
+        METRICS.events_in.inc();
+        if self.tx.send(Command::Observe(obs)).await.is_err() {
+            METRICS.events_lost.inc();
+            tracing::error!("pipeline is gone; observation dropped");
+        }
+    }
+
+    /// Waits until every observation sent before this call is committed and published.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Writer {
+    store: Store,
+    hub: Hub,
+    /// Current status per person, as committed.
+    current: HashMap<i64, Status>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        loop {
+            let first = tokio::select! {
+                biased;
+                cmd = rx.recv() => cmd,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            push(first, &mut batch, &mut waiters);
+            let deadline = Instant::now() + FLUSH_AFTER;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => push(cmd, &mut batch, &mut waiters),
+                    Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(cmd)) => push(cmd, &mut batch, &mut waiters),
+                        _ => break,
+                    },
+                }
+            }
+            self.commit(std::mem::take(&mut batch)).await;
+            for w in waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        // Shutdown: commit what is already queued.
+        rx.close();
+        while let Some(cmd) = rx.recv().await {
+            push(cmd, &mut batch, &mut waiters);
+        }
+        self.commit(batch).await;
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    async fn commit(&mut self, batch: Vec<Observation>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.load_current(&batch).await {
+            tracing::error!(error = %e, "could not load current statuses; retrying batch later");
+        }
+        let now = crate::domain::now();
+        // Detect against a scratch copy: `current` only moves once the commit succeeded.
+        let mut scratch: HashMap<i64, Status> = HashMap::new();
+        let mut events = Vec::new();
+        let mut cards = Vec::new();
+        for obs in batch {
+            let id = obs.person.id;
+            let prev = scratch.get(&id).or_else(|| self.current.get(&id)).cloned();
+            let mut next = prev.clone().unwrap_or_default();
+            obs.patch.apply(&mut next);
+            next.expire(now);
+            let (changed, previous) = match &prev {
+                Some(p) => {
+                    let changed = diff(p, &next);
+                    if changed.is_empty() {
+                        continue;
+                    }
+                    let previous = values_of(p, &changed);
+                    (changed, previous)
+                }
+                // First sight: a baseline event naming every field.
+                None => (Field::ALL.to_vec(), Default::default()),
+            };
+            events.push(NewEvent {
+                person_id: id,
+                observed_at: obs.observed_at,
+                status: next.clone(),
+                changed,
+                previous,
+                source: obs.source,
+            });
+            cards.push(obs.person);
+            scratch.insert(id, next);
+        }
+        if events.is_empty() {
+            return;
+        }
+        let Some(assigned) = self.append_with_retry(&events).await else {
+            return;
+        };
+        self.current.extend(scratch);
+        for ((e, card), (seq, at)) in events.into_iter().zip(cards).zip(assigned) {
+            let event = Arc::new(StatusEvent {
+                person: card,
+                seq,
+                status: e.status,
+                changed: e.changed,
+                previous: e.previous,
+                observed_at: at,
+                source: e.source,
+            });
+            self.hub.publish(&event);
+        }
+    }
+
+    async fn append_with_retry(&self, events: &[NewEvent]) -> Option<Vec<(i64, DateTime<Utc>)>> {
+        let mut wait = Duration::from_millis(50);
+        for attempt in 1..=COMMIT_ATTEMPTS {
+            let started = Instant::now();
+            match self.store.append_events(events).await {
+                Ok(a) => {
+                    METRICS.db_write_batches.inc();
+                    METRICS.db_write_micros.add(started.elapsed().as_micros() as u64);
+                    METRICS.events_committed.add(a.len() as u64);
+                    return Some(a);
+                }
+                Err(e) => {
+                    METRICS.db_write_failures.inc();
+                    tracing::warn!(error = %e, attempt, events = events.len(), "committing status events failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        METRICS.events_lost.add(events.len() as u64);
+        tracing::error!(events = events.len(), "status events could not be stored after every retry; dropped");
+        None
+    }
+
+    /// Loads the committed status of people this writer has not seen since it started.
+    async fn load_current(&mut self, batch: &[Observation]) -> crate::store::Result<()> {
+        let mut missing: Vec<i64> = batch.iter().map(|o| o.person.id).filter(|id| !self.current.contains_key(id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let latest = self.store.latest_events(&missing).await?;
+        for (id, row) in latest {
+            self.current.insert(id, row.status());
+        }
+        Ok(())
+    }
+}
+
+fn push(cmd: Command, batch: &mut Vec<Observation>, waiters: &mut Vec<oneshot::Sender<()>>) {
+    match cmd {
+        Command::Observe(o) => batch.push(o),
+        Command::Flush(w) => waiters.push(w),
+    }
+}

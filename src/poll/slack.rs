@@ -1,0 +1,444 @@
+//! The Slack poller pool.
+//!
+//! Each active Slack connection runs three loops — a `users.list` sweep (profiles and custom
+//! status), `users.getPresence` (watched people first), and `dnd.teamInfo` rounds — every call
+//! through the shared governor, so steady polling stays inside Slack's tiers. In-flight calls
+//! across all workspaces are bounded by one semaphore: the pool. The poller learns who is watched
+//! from [`Watched`], nothing more.
+//!
+//! A credential error (revoked, invalid) stops the workspace and records the error on its
+//! connection; transient failures mark its people `stale` and keep retrying with backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{Observation, Pipeline};
+use crate::crypto::SecretKey;
+use crate::domain::{PersonCard, Source, StatusPatch, now};
+use crate::hub::Watched;
+use crate::metrics::METRICS;
+use crate::sources::slack::types::{DndInfo, User};
+use crate::sources::slack::{SlackClient, SlackError};
+use crate::store::entity::connection;
+use crate::store::{PersonRow, SlackProfileRecord, SlackUserRecord, Store};
+
+/// How often the pool looks for connections added, replaced or removed.
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Poll timing, from config.
+#[derive(Clone, Debug)]
+pub struct Intervals {
+    pub watched: Duration,
+    pub sweep: Duration,
+    pub dnd: Duration,
+}
+
+/// Everything a connection's loops share.
+#[derive(Clone)]
+pub struct PollContext {
+    pub store: Store,
+    pub client: SlackClient,
+    pub pipeline: Pipeline,
+    pub watched: Watched,
+    pub key: SecretKey,
+    pub intervals: Intervals,
+    pub pool: Arc<Semaphore>,
+}
+
+/// Runs until `shutdown`: starts a poller for each active Slack connection and stops pollers of
+/// connections that were deleted, replaced or failed.
+pub async fn run(ctx: PollContext, shutdown: CancellationToken) {
+    let mut running: HashMap<i64, (chrono::DateTime<chrono::Utc>, CancellationToken)> = HashMap::new();
+    loop {
+        match ctx.store.connections(None).await {
+            Ok(conns) => {
+                let live: HashMap<i64, &connection::Model> =
+                    conns.iter().filter(|c| c.kind == "slack" && c.status == "active").map(|c| (c.id, c)).collect();
+                running.retain(|id, (updated, token)| {
+                    let keep = live.get(id).is_some_and(|c| c.updated_at == *updated);
+                    if !keep {
+                        token.cancel();
+                    }
+                    keep
+                });
+                for (id, c) in live {
+                    if running.contains_key(&id) {
+                        continue;
+                    }
+                    let token = shutdown.child_token();
+                    running.insert(id, (c.updated_at, token.clone()));
+                    tokio::spawn(poll_connection(ctx.clone(), c.clone(), token));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list connections"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+    }
+}
+
+/// A tracked Slack user, as the loops of one connection know them.
+struct Tracked {
+    card: Arc<PersonCard>,
+    updated: i64,
+    trackable: bool,
+    last_presence: Option<Instant>,
+}
+
+struct Conn {
+    ctx: PollContext,
+    model: connection::Model,
+    token: String,
+    people: Mutex<HashMap<String, Tracked>>,
+    stop: CancellationToken,
+}
+
+async fn poll_connection(ctx: PollContext, model: connection::Model, stop: CancellationToken) {
+    let token = match ctx.key.open(&model.credential_ciphertext) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(connection = model.id, error = %e, "cannot decrypt the workspace token; is CHEX_SECRET_KEY the one it was stored under?");
+            let _ = ctx.store.set_connection_status(model.id, "error", Some("token cannot be decrypted")).await;
+            return;
+        }
+    };
+    let mut people = HashMap::new();
+    match ctx.store.slack_people(model.id).await {
+        Ok(rows) => {
+            for (slack_id, updated, row) in rows {
+                let trackable = !row.deleted && !row.is_bot;
+                people.insert(slack_id, Tracked { card: Arc::new(row.card()), updated, trackable, last_presence: None });
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not load known Slack users"),
+    }
+    let conn = Arc::new(Conn { ctx, model, token, people: Mutex::new(people), stop });
+    tracing::info!(connection = conn.model.id, team = %conn.model.external_id, "polling Slack workspace");
+    tokio::join!(sweep_loop(conn.clone()), presence_loop(conn.clone()), dnd_loop(conn.clone()));
+}
+
+impl Conn {
+    fn people(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.people.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Which Slack users the checks track: everyone (`*`), or the named ones.
+    async fn tracked_subjects(&self) -> Option<Vec<String>> {
+        let checks = self.ctx.store.checks(None, Some(self.model.id), Some("slack")).await.ok()?;
+        let enabled: Vec<_> = checks.into_iter().filter(|c| c.enabled).collect();
+        if enabled.iter().any(|c| c.subject == "*") {
+            return None;
+        }
+        Some(enabled.into_iter().map(|c| c.subject).collect())
+    }
+
+    /// Handles a failed call. Returns true when the connection must stop.
+    async fn failed(&self, e: &SlackError) -> bool {
+        if e.is_credential_error() {
+            tracing::warn!(connection = self.model.id, error = %e, "Slack refused the workspace token; polling stopped");
+            let _ = self.ctx.store.set_connection_status(self.model.id, "error", Some(&e.to_string())).await;
+            let _ = self.ctx.store.record_poll(self.model.id, now(), Some(&e.code())).await;
+            self.mark_stale().await;
+            self.stop.cancel();
+            return true;
+        }
+        tracing::warn!(connection = self.model.id, error = %e, "Slack call failed; retrying with backoff");
+        let _ = self.ctx.store.record_poll(self.model.id, now(), Some(&e.code())).await;
+        self.mark_stale().await;
+        false
+    }
+
+    async fn mark_stale(&self) {
+        let cards: Vec<_> = self.people().values().filter(|t| t.trackable).map(|t| t.card.clone()).collect();
+        for card in cards {
+            self.observe(card, StatusPatch { stale: Some(true), ..Default::default() }).await;
+        }
+    }
+
+    async fn observe(&self, person: Arc<PersonCard>, patch: StatusPatch) {
+        self.ctx
+            .pipeline
+            .observe(Observation { person, patch, observed_at: now(), source: Source::Slack })
+            .await;
+    }
+
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    async fn permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.ctx.pool.clone().acquire_owned().await.ok()
+    }
+}
+
+async fn sweep_loop(conn: Arc<Conn>) {
+    loop {
+        let ok = sweep(&conn).await;
+        let wait = if ok { conn.ctx.intervals.sweep } else { Duration::from_secs(5) };
+        if conn.stop.is_cancelled() || !conn.sleep(wait).await {
+            return;
+        }
+    }
+}
+
+/// One full `users.list` pass, page by page. Returns false on failure.
+async fn sweep(conn: &Arc<Conn>) -> bool {
+    let subjects = conn.tracked_subjects().await;
+    let mut cursor = String::new();
+    loop {
+        let Some(_permit) = conn.permit().await else { return false };
+        let page = match conn.ctx.client.users_list_page(&conn.token, &cursor, 200).await {
+            Ok(p) => p,
+            Err(SlackError::InvalidCursor) => {
+                cursor.clear();
+                continue;
+            }
+            Err(e) => {
+                conn.failed(&e).await;
+                return false;
+            }
+        };
+        drop(_permit);
+        // Only users whose `updated` moved are written; the rest cost a map lookup.
+        let changed: Vec<SlackUserRecord> = {
+            let people = conn.people();
+            page.members
+                .iter()
+                .filter(|u| people.get(&u.id).is_none_or(|t| t.updated != u.updated))
+                .map(record)
+                .collect()
+        };
+        if !changed.is_empty() {
+            match conn.ctx.store.upsert_slack_users(conn.model.id, conn.model.organization_id, &changed).await {
+                Ok(rows) => {
+                    let mut people = conn.people();
+                    for (rec, row) in changed.iter().zip(rows) {
+                        let last_presence = people.get(&rec.slack_id).and_then(|t| t.last_presence);
+                        people.insert(
+                            rec.slack_id.clone(),
+                            Tracked { card: Arc::new(row.card()), updated: rec.updated, trackable: trackable(&row), last_presence },
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "storing Slack users failed");
+                    return false;
+                }
+            }
+        }
+        let observations: Vec<_> = {
+            let mut people = conn.people();
+            page.members
+                .iter()
+                .filter_map(|u| {
+                    let t = people.get_mut(&u.id)?;
+                    if let Some(s) = &subjects {
+                        t.trackable = !u.deleted && !u.is_bot && s.contains(&u.id);
+                    }
+                    t.trackable.then(|| (t.card.clone(), u.profile.custom_status()))
+                })
+                .collect()
+        };
+        for (card, custom) in observations {
+            conn.observe(card, StatusPatch { custom: Some(custom), stale: Some(false), ..Default::default() }).await;
+        }
+        cursor = page.response_metadata.next_cursor;
+        if cursor.is_empty() {
+            let _ = conn.ctx.store.record_poll(conn.model.id, now(), None).await;
+            return true;
+        }
+    }
+}
+
+fn trackable(row: &PersonRow) -> bool {
+    !row.deleted && !row.is_bot && row.slack_id.as_deref() != Some("USLACKBOT")
+}
+
+/// Picks whose presence to poll next: the watched person polled longest ago if one is due, else
+/// anyone polled longest ago (never-polled first).
+fn next_presence(people: &HashMap<String, Tracked>, watched: &Watched, interval: Duration) -> Option<(String, bool)> {
+    let now = Instant::now();
+    let mut best_watched: Option<(&String, Option<Instant>)> = None;
+    let mut best_other: Option<(&String, Option<Instant>)> = None;
+    for (id, t) in people.iter().filter(|(_, t)| t.trackable) {
+        let slot = if watched.is_watched(&t.card) { &mut best_watched } else { &mut best_other };
+        if slot.is_none_or(|(_, last)| t.last_presence < last) {
+            *slot = Some((id, t.last_presence));
+        }
+    }
+    if let Some((id, last)) = best_watched
+        && last.is_none_or(|l| now.duration_since(l) >= interval)
+    {
+        return Some((id.clone(), true));
+    }
+    best_other.or(best_watched).map(|(id, _)| (id.clone(), false))
+}
+
+async fn presence_loop(conn: Arc<Conn>) {
+    let interval = conn.ctx.intervals.watched;
+    loop {
+        if conn.stop.is_cancelled() {
+            return;
+        }
+        let pick = next_presence(&conn.people(), &conn.ctx.watched, interval);
+        let Some((slack_id, watched)) = pick else {
+            if !conn.sleep(Duration::from_millis(500)).await {
+                return;
+            }
+            continue;
+        };
+        let Some(permit) = conn.permit().await else { return };
+        let result = conn.ctx.client.get_presence(&conn.token, &slack_id).await;
+        drop(permit);
+        let card = {
+            let mut people = conn.people();
+            let Some(t) = people.get_mut(&slack_id) else { continue };
+            if watched && t.last_presence.is_some_and(|l| l.elapsed() > interval * 2) {
+                METRICS.watched_presence_overdue.inc();
+            }
+            t.last_presence = Some(Instant::now());
+            t.card.clone()
+        };
+        match result {
+            Ok(p) => conn.observe(card, StatusPatch { presence: Some(p.presence()), stale: Some(false), ..Default::default() }).await,
+            Err(SlackError::UserNotFound) => {}
+            Err(e) => {
+                if conn.failed(&e).await {
+                    return;
+                }
+                if !conn.sleep(Duration::from_secs(1)).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn dnd_loop(conn: Arc<Conn>) {
+    loop {
+        let ids: Vec<String> = conn.people().iter().filter(|(_, t)| t.trackable).map(|(id, _)| id.clone()).collect();
+        for batch in ids.chunks(crate::sources::slack::DND_TEAM_BATCH) {
+            let Some(permit) = conn.permit().await else { return };
+            let result = conn.ctx.client.dnd_team_info(&conn.token, batch).await;
+            drop(permit);
+            match result {
+                Ok(info) => {
+                    let at = now();
+                    let cards: Vec<_> = {
+                        let people = conn.people();
+                        info.users.iter().filter_map(|(id, d)| people.get(id).map(|t| (t.card.clone(), d.at(at)))).collect()
+                    };
+                    for (card, dnd) in cards {
+                        conn.observe(card, StatusPatch { dnd: Some(dnd), ..Default::default() }).await;
+                    }
+                }
+                Err(e) => {
+                    if conn.failed(&e).await {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        if !conn.sleep(conn.ctx.intervals.dnd).await {
+            return;
+        }
+    }
+}
+
+/// A Slack user as the store keeps them.
+pub fn record(u: &User) -> SlackUserRecord {
+    let p = &u.profile;
+    SlackUserRecord {
+        slack_id: u.id.clone(),
+        team_id: u.team_id.clone(),
+        name: u.name.clone(),
+        real_name: u.real_name.clone(),
+        color: u.color.clone(),
+        deleted: u.deleted,
+        has_2fa: u.has_2fa,
+        is_admin: u.is_admin,
+        is_app_user: u.is_app_user,
+        is_bot: u.is_bot,
+        is_owner: u.is_owner,
+        is_primary_owner: u.is_primary_owner,
+        is_restricted: u.is_restricted,
+        is_ultra_restricted: u.is_ultra_restricted,
+        tz: u.tz.clone(),
+        tz_label: u.tz_label.clone(),
+        tz_offset: u.tz_offset,
+        updated: u.updated,
+        profile: SlackProfileRecord {
+            avatar_hash: p.avatar_hash.clone(),
+            display_name: p.display_name.clone(),
+            display_name_normalized: p.display_name_normalized.clone(),
+            email: p.email.clone(),
+            first_name: p.first_name.clone(),
+            last_name: p.last_name.clone(),
+            image_24: p.image_24.clone(),
+            image_32: p.image_32.clone(),
+            image_48: p.image_48.clone(),
+            image_72: p.image_72.clone(),
+            image_192: p.image_192.clone(),
+            image_512: p.image_512.clone(),
+            image_1024: p.image_1024.clone(),
+            image_original: p.image_original.clone(),
+            phone: p.phone.clone(),
+            real_name: p.real_name.clone(),
+            real_name_normalized: p.real_name_normalized.clone(),
+            skype: p.skype.clone(),
+            status_emoji: p.status_emoji.clone(),
+            status_text: p.status_text.clone(),
+            status_expiration: p.status_expiration,
+            team: p.team.clone(),
+            title: p.title.clone(),
+        },
+    }
+}
+
+/// Applies a user pushed by the Events API (`user_change` / `user_status_changed`): stores it and
+/// observes its custom status.
+pub async fn ingest_user(store: &Store, pipeline: &Pipeline, conn: &connection::Model, user: &User) -> crate::store::Result<()> {
+    let mut rec = record(user);
+    if rec.team_id.is_empty() {
+        rec.team_id = conn.external_id.clone();
+    }
+    let rows = store.upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(&rec)).await?;
+    if let Some(row) = rows.into_iter().next().filter(trackable) {
+        pipeline
+            .observe(Observation {
+                person: Arc::new(row.card()),
+                patch: StatusPatch { custom: Some(user.profile.custom_status()), ..Default::default() },
+                observed_at: now(),
+                source: Source::Slack,
+            })
+            .await;
+    }
+    Ok(())
+}
+
+/// Applies a pushed `dnd_updated_user`.
+pub async fn ingest_dnd(store: &Store, pipeline: &Pipeline, conn: &connection::Model, slack_id: &str, dnd: &DndInfo) -> crate::store::Result<()> {
+    let people = store.slack_people(conn.id).await?;
+    if let Some((_, _, row)) = people.into_iter().find(|(id, _, _)| id == slack_id) {
+        pipeline
+            .observe(Observation {
+                person: Arc::new(row.card()),
+                patch: StatusPatch { dnd: Some(dnd.at(now())), ..Default::default() },
+                observed_at: now(),
+                source: Source::Slack,
+            })
+            .await;
+    }
+    Ok(())
+}
