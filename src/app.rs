@@ -13,8 +13,8 @@ use crate::auth::Keys;
 use crate::config::Config;
 use crate::crypto::SecretKey;
 use crate::hub::Hub;
-use crate::poll::slack::{Intervals, PollContext};
 use crate::poll::Pipeline;
+use crate::poll::slack::{Intervals, PollContext};
 use crate::sources::slack::{Governor, SlackClient};
 use crate::store::Store;
 
@@ -42,25 +42,36 @@ impl Server {
     /// Validates config, opens and migrates the database, and starts serving on `listener`.
     pub async fn start(config: Config, listener: TcpListener) -> Result<Server, StartError> {
         config.validate()?;
-        let store = Store::connect(&config.database_url).await.map_err(StartError::Database)?;
+        let store = Store::connect(&config.database_url)
+            .await
+            .map_err(StartError::Database)?;
         store.migrate().await.map_err(StartError::Migrate)?;
         Self::start_with_store(config, listener, store).await
     }
 
     /// As [`Server::start`], on a store the caller opened and migrated (tests share one).
-    pub async fn start_with_store(config: Config, listener: TcpListener, store: Store) -> Result<Server, StartError> {
+    pub async fn start_with_store(
+        config: Config,
+        listener: TcpListener,
+        store: Store,
+    ) -> Result<Server, StartError> {
         config.validate()?;
-        let addr = listener.local_addr().map_err(|e| StartError::Other(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let keys = Keys::from_config(&config).map_err(StartError::Other)?;
         for (jti, _) in store.revoked_jtis().await.map_err(StartError::Database)? {
             keys.revoke(&jti);
         }
-        let secret_key = SecretKey::parse(config.secret_key.expose()).map_err(|e| StartError::Other(e.to_string()))?;
+        let secret_key = SecretKey::parse(config.secret_key.expose())
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let shutdown = CancellationToken::new();
         let hub = Hub::default();
-        let (pipeline, pipeline_task) = Pipeline::spawn(store.clone(), hub.clone(), shutdown.child_token());
+        let (pipeline, pipeline_task) =
+            Pipeline::spawn(store.clone(), hub.clone(), shutdown.child_token());
         let governor = Arc::new(Governor::new(config.slack_rate_scale));
-        let slack = SlackClient::new(&config.slack_api_url, governor).map_err(|e| StartError::Other(e.to_string()))?;
+        let slack = SlackClient::new(&config.slack_api_url, governor)
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let poll_ctx = PollContext {
             store: store.clone(),
             client: slack.clone(),
@@ -75,13 +86,30 @@ impl Server {
             pool: Arc::new(Semaphore::new(config.poll_workers)),
         };
         let poller_task = tokio::spawn(crate::poll::slack::run(poll_ctx, shutdown.child_token()));
-        let state = AppState { store, hub, keys, config: Arc::new(config), pipeline, secret_key, slack };
+        let state = AppState {
+            store,
+            hub,
+            keys,
+            config: Arc::new(config),
+            pipeline,
+            secret_key,
+            slack,
+        };
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();
         let server_task = tokio::spawn(async move {
-            warp::serve(routes).incoming(listener).graceful(async move { stop.cancelled().await }).run().await;
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async move { stop.cancelled().await })
+                .run()
+                .await;
         });
-        Ok(Server { addr, state, shutdown, tasks: vec![server_task, poller_task, pipeline_task] })
+        Ok(Server {
+            addr,
+            state,
+            shutdown,
+            tasks: vec![server_task, poller_task, pipeline_task],
+        })
     }
 
     /// Resolves when any part stops on its own (which means something is wrong) or on shutdown.

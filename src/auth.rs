@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,9 @@ impl Claims {
 
     /// Whether the `topics` claim allows `topic`.
     pub fn allows_topic(&self, topic: &str) -> bool {
-        self.topics.as_ref().is_none_or(|t| t.iter().any(|x| x == topic))
+        self.topics
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|x| x == topic))
     }
 }
 
@@ -78,13 +80,20 @@ impl PublicKey {
         let pem = if pem_or_path.contains("-----BEGIN") {
             pem_or_path.to_owned()
         } else {
-            std::fs::read_to_string(pem_or_path).map_err(|e| format!("cannot read {pem_or_path}: {e}"))?
+            std::fs::read_to_string(pem_or_path)
+                .map_err(|e| format!("cannot read {pem_or_path}: {e}"))?
         };
         if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-            return Ok(PublicKey { alg: Algorithm::RS256, key });
+            return Ok(PublicKey {
+                alg: Algorithm::RS256,
+                key,
+            });
         }
         if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
-            return Ok(PublicKey { alg: Algorithm::ES256, key });
+            return Ok(PublicKey {
+                alg: Algorithm::ES256,
+                key,
+            });
         }
         Err("not an RSA or EC public key in PEM".into())
     }
@@ -105,10 +114,16 @@ pub struct Keys {
 
 impl Keys {
     pub fn from_config(c: &Config) -> Result<Keys, String> {
-        let public = c.jwt_public_key.as_deref().map(PublicKey::load).transpose()?;
+        let public = c
+            .jwt_public_key
+            .as_deref()
+            .map(PublicKey::load)
+            .transpose()?;
         Ok(Keys {
-            encoding: EncodingKey::from_secret(c.jwt_secret.expose().as_bytes()).map_err(|e| e.to_string())?,
-            hs: DecodingKey::from_secret(c.jwt_secret.expose().as_bytes()).map_err(|e| e.to_string())?,
+            encoding: EncodingKey::from_secret(c.jwt_secret.expose().as_bytes())
+                .map_err(|e| e.to_string())?,
+            hs: DecodingKey::from_secret(c.jwt_secret.expose().as_bytes())
+                .map_err(|e| e.to_string())?,
             public,
             issuer: c.jwt_issuer.clone(),
             audience: c.jwt_audience.clone(),
@@ -118,7 +133,14 @@ impl Keys {
     }
 
     /// Mints an HS256 access token valid for `ttl_secs` (the configured TTL when `None`).
-    pub fn mint(&self, sub: &str, org: i64, role: &str, topics: Option<Vec<String>>, ttl_secs: Option<i64>) -> (String, Claims) {
+    pub fn mint(
+        &self,
+        sub: &str,
+        org: i64,
+        role: &str,
+        topics: Option<Vec<String>>,
+        ttl_secs: Option<i64>,
+    ) -> (String, Claims) {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: sub.to_owned(),
@@ -132,7 +154,8 @@ impl Keys {
             topics,
         };
         // HS256 encoding of a serializable struct cannot fail.
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default();
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default();
         (token, claims)
     }
 
@@ -157,20 +180,29 @@ impl Keys {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             _ => AuthError::Invalid,
         })?;
-        if self.revoked.read().unwrap_or_else(|p| p.into_inner()).contains(&data.claims.jti) {
+        if self
+            .revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&data.claims.jti)
+        {
             return Err(AuthError::Revoked);
         }
         Ok(data.claims)
     }
 
     pub fn revoke(&self, jti: &str) {
-        self.revoked.write().unwrap_or_else(|p| p.into_inner()).insert(jti.to_owned());
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(jti.to_owned());
     }
 }
 
 /// Argon2id hash of a password, as a PHC string.
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -178,7 +210,11 @@ pub fn hash_password(password: &str) -> String {
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -204,20 +240,28 @@ mod tests {
 
         let mut other = Config::for_tests();
         other.jwt_secret = crate::config::Secret::new("another-secret-another-secret-another");
-        let (forged, _) = Keys::from_config(&other).expect("keys").mint("1", 7, "admin", None, None);
+        let (forged, _) = Keys::from_config(&other)
+            .expect("keys")
+            .mint("1", 7, "admin", None, None);
         assert_eq!(k.verify(&forged), Err(AuthError::Invalid));
 
         other = Config::for_tests();
         other.jwt_audience = "someone-else".into();
-        let (wrong_aud, _) = Keys::from_config(&other).expect("keys").mint("1", 7, "admin", None, None);
+        let (wrong_aud, _) = Keys::from_config(&other)
+            .expect("keys")
+            .mint("1", 7, "admin", None, None);
         assert_eq!(k.verify(&wrong_aud), Err(AuthError::Invalid));
 
         // {"alg":"none"} with the same claims and no signature.
         use base64::Engine;
         let (good, _) = k.mint("1", 7, "admin", None, None);
         let payload = good.split('.').nth(1).expect("payload");
-        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
-        assert_eq!(k.verify(&format!("{header}.{payload}.")), Err(AuthError::Invalid));
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"alg":"none","typ":"JWT"}"#);
+        assert_eq!(
+            k.verify(&format!("{header}.{payload}.")),
+            Err(AuthError::Invalid)
+        );
         assert_eq!(k.verify("garbage"), Err(AuthError::Invalid));
     }
 

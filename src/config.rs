@@ -50,7 +50,11 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Args)]
 pub struct Config {
     /// Database URL: `sqlite://chex.db?mode=rwc` (embedded default) or `postgres://user@host/db`.
-    #[arg(long, env = "CHEX_DATABASE_URL", default_value = "sqlite://chex.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "CHEX_DATABASE_URL",
+        default_value = "sqlite://chex.db?mode=rwc"
+    )]
     pub database_url: String,
 
     /// Address the HTTP/WebSocket server listens on.
@@ -63,7 +67,12 @@ pub struct Config {
     pub public_url: Option<String>,
 
     /// HS256 key for access tokens: at least 32 bytes. The demo makes one up when unset.
-    #[arg(long, env = "CHEX_JWT_SECRET", default_value = "", hide_default_value = true)]
+    #[arg(
+        long,
+        env = "CHEX_JWT_SECRET",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub jwt_secret: Secret,
 
     /// `iss` claim minted and required.
@@ -89,7 +98,12 @@ pub struct Config {
 
     /// 32-byte key (base64 or 64 hex digits) that encrypts source tokens at rest (AES-256-GCM).
     /// The demo makes one up when unset.
-    #[arg(long, env = "CHEX_SECRET_KEY", default_value = "", hide_default_value = true)]
+    #[arg(
+        long,
+        env = "CHEX_SECRET_KEY",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub secret_key: Secret,
 
     /// Log filter, in `tracing` directive syntax (`info`, `chex=debug,warn`).
@@ -101,7 +115,11 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Base URL of Slack's Web API; tests and the demo point it at the simulator.
-    #[arg(long, env = "CHEX_SLACK_API_URL", default_value = "https://slack.com/api")]
+    #[arg(
+        long,
+        env = "CHEX_SLACK_API_URL",
+        default_value = "https://slack.com/api"
+    )]
     pub slack_api_url: String,
 
     /// Multiplies Slack's published per-minute limits the governor keeps to. Leave at 1 against
@@ -158,7 +176,10 @@ impl Config {
         if self.jwt_secret.expose().len() < 32 {
             return Err(ConfigError {
                 var: "CHEX_JWT_SECRET",
-                problem: format!("is {} bytes, needs at least 32", self.jwt_secret.expose().len()),
+                problem: format!(
+                    "is {} bytes, needs at least 32",
+                    self.jwt_secret.expose().len()
+                ),
                 fix: "set it to a random string, e.g. `openssl rand -base64 48`",
             });
         }

@@ -43,7 +43,9 @@ impl SecretKey {
         if bytes.len() != 32 {
             return Err(CryptoError::BadKey);
         }
-        Aes256Gcm::new_from_slice(&bytes).map(SecretKey).map_err(|_| CryptoError::BadKey)
+        Aes256Gcm::new_from_slice(&bytes)
+            .map(SecretKey)
+            .map_err(|_| CryptoError::BadKey)
     }
 
     /// A fresh random key in base64, for the demo.
@@ -56,7 +58,10 @@ impl SecretKey {
         let nonce_bytes: [u8; 12] = rand::random();
         let nonce = Nonce::from_slice(&nonce_bytes);
         // Encryption with a valid key and in-memory buffer cannot fail.
-        let ct = self.0.encrypt(nonce, plaintext.as_bytes()).unwrap_or_default();
+        let ct = self
+            .0
+            .encrypt(nonce, plaintext.as_bytes())
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&ct);
@@ -64,13 +69,18 @@ impl SecretKey {
     }
 
     pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
-        let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(CryptoError::Unseal)?;
+        let body = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(CryptoError::Unseal)?;
         let raw = STANDARD.decode(body).map_err(|_| CryptoError::Unseal)?;
         if raw.len() < 12 + 16 {
             return Err(CryptoError::Unseal);
         }
         let (nonce, ct) = raw.split_at(12);
-        let pt = self.0.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| CryptoError::Unseal)?;
+        let pt = self
+            .0
+            .decrypt(Nonce::from_slice(nonce), ct)
+            .map_err(|_| CryptoError::Unseal)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Unseal)
     }
 }
@@ -88,7 +98,10 @@ pub fn fingerprint(secret: &str) -> String {
 
 /// A random URL-safe token with a readable prefix (`chex_bot_…`, `chex_rt_…`).
 pub fn random_token(prefix: &str) -> String {
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
+    format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    )
 }
 
 #[cfg(test)]

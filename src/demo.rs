@@ -48,28 +48,59 @@ pub fn prepare(mut config: Config, sim_url: &str) -> Config {
 }
 
 /// Starts the simulator and Chex, and seeds the demo organization.
-pub async fn start(config: Config, users: usize, signing_secret: Option<String>, life: Option<Duration>) -> Result<Demo, StartError> {
-    let sim_listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| StartError::Other(format!("simulator: {e}")))?;
+pub async fn start(
+    config: Config,
+    users: usize,
+    signing_secret: Option<String>,
+    life: Option<Duration>,
+) -> Result<Demo, StartError> {
+    let sim_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| StartError::Other(format!("simulator: {e}")))?;
     let mut spec = WorkspaceSpec::new(DEMO_TEAM, users);
     spec.team_name = "Demo Workspace".into();
     if let Some(s) = signing_secret {
         spec.signing_secret = s;
     }
     let scale = config_scale(&config);
-    let sim = SlackSim::start(sim_listener, vec![spec.clone()], SimOptions { rate_scale: Some(scale), life_interval: life, seed: 7 })
-        .await
-        .map_err(|e| StartError::Other(format!("simulator: {e}")))?;
+    let sim = SlackSim::start(
+        sim_listener,
+        vec![spec.clone()],
+        SimOptions {
+            rate_scale: Some(scale),
+            life_interval: life,
+            seed: 7,
+        },
+    )
+    .await
+    .map_err(|e| StartError::Other(format!("simulator: {e}")))?;
     let config = prepare(config, &sim.api_url());
-    let store = Store::connect(&config.database_url).await.map_err(StartError::Database)?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .map_err(StartError::Database)?;
     store.migrate().await.map_err(StartError::Migrate)?;
-    let key = SecretKey::parse(config.secret_key.expose()).map_err(|e| StartError::Other(e.to_string()))?;
+    let key = SecretKey::parse(config.secret_key.expose())
+        .map_err(|e| StartError::Other(e.to_string()))?;
 
-    let org = store.ensure_organization("demo").await.map_err(StartError::Database)?;
-    let password = std::env::var("CHEX_DEMO_PASSWORD").unwrap_or_else(|_| "chex-demo-password".into());
-    let account = match store.account_by_email(DEMO_EMAIL).await.map_err(StartError::Database)? {
+    let org = store
+        .ensure_organization("demo")
+        .await
+        .map_err(StartError::Database)?;
+    let password =
+        std::env::var("CHEX_DEMO_PASSWORD").unwrap_or_else(|_| "chex-demo-password".into());
+    let account = match store
+        .account_by_email(DEMO_EMAIL)
+        .await
+        .map_err(StartError::Database)?
+    {
         Some(a) => a,
         None => store
-            .create_account(NewAccount { organization_id: org.id, email: DEMO_EMAIL, password_hash: &hash_password(&password), role: "admin" })
+            .create_account(NewAccount {
+                organization_id: org.id,
+                email: DEMO_EMAIL,
+                password_hash: &hash_password(&password),
+                role: "admin",
+            })
             .await
             .map_err(StartError::Database)?,
     };
@@ -85,19 +116,47 @@ pub async fn start(config: Config, users: usize, signing_secret: Option<String>,
         })
         .await
         .map_err(StartError::Database)?;
-    if store.checks(None, Some(conn.id), None).await.map_err(StartError::Database)?.is_empty() {
+    if store
+        .checks(None, Some(conn.id), None)
+        .await
+        .map_err(StartError::Database)?
+        .is_empty()
+    {
         store
-            .create_check(NewCheck { organization_id: org.id, connection_id: conn.id, kind: "slack", subject: "*", interval_secs: config.poll_watched_interval as i32 })
+            .create_check(NewCheck {
+                organization_id: org.id,
+                connection_id: conn.id,
+                kind: "slack",
+                subject: "*",
+                interval_secs: config.poll_watched_interval as i32,
+            })
             .await
             .map_err(StartError::Database)?;
     }
-    let listener = TcpListener::bind(config.bind).await.map_err(|e| StartError::Other(format!("CHEX_BIND: cannot listen on {}: {e}", config.bind)))?;
+    let listener = TcpListener::bind(config.bind).await.map_err(|e| {
+        StartError::Other(format!("CHEX_BIND: cannot listen on {}: {e}", config.bind))
+    })?;
     let server = Server::start_with_store(config, listener, store).await?;
     sim.set_events_url(Some(format!("http://{}/slack/events", server.addr)));
-    let (admin_token, _) = server.state.keys.mint(&account.id.to_string(), org.id, "admin", None, Some(24 * 3600 + 60));
-    Ok(Demo { server, sim, password, admin_token })
+    let (admin_token, _) = server.state.keys.mint(
+        &account.id.to_string(),
+        org.id,
+        "admin",
+        None,
+        Some(24 * 3600 + 60),
+    );
+    Ok(Demo {
+        server,
+        sim,
+        password,
+        admin_token,
+    })
 }
 
 fn config_scale(config: &Config) -> f64 {
-    if std::env::var("CHEX_SLACK_RATE_SCALE").is_ok() { config.slack_rate_scale } else { 10.0 }
+    if std::env::var("CHEX_SLACK_RATE_SCALE").is_ok() {
+        config.slack_rate_scale
+    } else {
+        10.0
+    }
 }

@@ -185,7 +185,10 @@ impl StatusPatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.presence.is_none() && self.custom.is_none() && self.dnd.is_none() && self.stale.is_none()
+        self.presence.is_none()
+            && self.custom.is_none()
+            && self.dnd.is_none()
+            && self.stale.is_none()
     }
 }
 
@@ -326,7 +329,9 @@ impl Topic {
         let team = s.strip_prefix("team:")?;
         let ok = !team.is_empty()
             && team.len() <= 32
-            && team.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && team
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         ok.then(|| Topic::Team(team.to_owned()))
     }
 }
@@ -387,7 +392,9 @@ mod tests {
         for s in ["user:42", "team:T012AB3C4"] {
             assert_eq!(Topic::parse(s).map(|t| t.to_string()).as_deref(), Some(s));
         }
-        for bad in ["user:", "user:abc", "user:-1", "team:", "team:a b", "chan:1", ""] {
+        for bad in [
+            "user:", "user:abc", "user:-1", "team:", "team:a b", "chan:1", "",
+        ] {
             assert_eq!(Topic::parse(bad), None, "{bad}");
         }
     }

@@ -26,16 +26,16 @@
 //! No module reaches back up this chain: the poller learns who is watched through the narrow
 //! [`hub::Watched`] handle, not by importing the API.
 
-pub mod config;
-pub mod crypto;
-pub mod domain;
-pub mod store;
-pub mod auth;
-pub mod hub;
-pub mod metrics;
-pub mod sim;
-pub mod sources;
-pub mod poll;
 pub mod api;
 pub mod app;
+pub mod auth;
+pub mod config;
+pub mod crypto;
 pub mod demo;
+pub mod domain;
+pub mod hub;
+pub mod metrics;
+pub mod poll;
+pub mod sim;
+pub mod sources;
+pub mod store;

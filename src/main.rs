@@ -5,12 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
 use chex::config::{Config, LogFormat};
+use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 
 #[derive(Parser)]
-#[command(name = "chex", version, about = "Watches people's status in Slack (then Jira and Gmail), keeps history, pushes changes live.")]
+#[command(
+    name = "chex",
+    version,
+    about = "Watches people's status in Slack (then Jira and Gmail), keeps history, pushes changes live."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,12 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
         /// Database URL.
-        #[arg(long, env = "CHEX_DATABASE_URL", default_value = "sqlite://chex.db?mode=rwc", global = true)]
+        #[arg(
+            long,
+            env = "CHEX_DATABASE_URL",
+            default_value = "sqlite://chex.db?mode=rwc",
+            global = true
+        )]
         database_url: String,
     },
     /// Administer accounts.
@@ -127,8 +136,11 @@ enum SimAction {
 }
 
 fn init_tracing(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{filter},sqlx=warn,hyper=warn")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{filter},sqlx=warn,hyper=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -153,7 +165,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             init_tracing(&config.log, config.log_format);
-            let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("CHEX_BIND: cannot listen on {}", config.bind))?;
+            let listener = tokio::net::TcpListener::bind(config.bind)
+                .await
+                .with_context(|| format!("CHEX_BIND: cannot listen on {}", config.bind))?;
             let mut server = chex::app::Server::start(config, listener).await?;
             tracing::info!(addr = %server.addr, "chex listening");
             tokio::select! {
@@ -163,11 +177,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server.shutdown().await;
             Ok(())
         }
-        Command::Demo { config, users, signing_secret, change_every } => {
+        Command::Demo {
+            config,
+            users,
+            signing_secret,
+            change_every,
+        } => {
             init_tracing(&config.log, config.log_format);
             let life = (change_every > 0).then(|| Duration::from_secs(change_every));
             let mut demo = chex::demo::start(config, users, signing_secret, life).await?;
-            let url = demo.server.state.config.public_url.clone().unwrap_or_else(|| format!("http://{}", demo.server.addr));
+            let url = demo
+                .server
+                .state
+                .config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", demo.server.addr));
             println!("dashboard: {url}/");
             println!("login: {} / {}", chex::demo::DEMO_EMAIL, demo.password);
             println!("token: {}", demo.admin_token);
@@ -180,49 +205,96 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             demo.server.shutdown().await;
             Ok(())
         }
-        Command::Migrate { action, database_url } => {
-            let store = chex::store::Store::connect(&database_url).await.context("CHEX_DATABASE_URL: cannot open the database")?;
+        Command::Migrate {
+            action,
+            database_url,
+        } => {
+            let store = chex::store::Store::connect(&database_url)
+                .await
+                .context("CHEX_DATABASE_URL: cannot open the database")?;
+            let store = store.single().await?;
             let db = store.db();
             match action {
                 MigrateAction::Up => Migrator::up(db, None).await?,
                 MigrateAction::Down => Migrator::down(db, Some(1)).await?,
                 MigrateAction::Fresh => Migrator::fresh(db).await?,
                 MigrateAction::Status => {
-                    let applied: Vec<String> = Migrator::get_applied_migrations(db).await?.iter().map(|m| m.name().to_owned()).collect();
+                    let applied: Vec<String> = Migrator::get_applied_migrations(db)
+                        .await?
+                        .iter()
+                        .map(|m| m.name().to_owned())
+                        .collect();
                     for m in Migrator::migrations() {
-                        let state = if applied.iter().any(|a| a == m.name()) { "applied" } else { "pending" };
+                        let state = if applied.iter().any(|a| a == m.name()) {
+                            "applied"
+                        } else {
+                            "pending"
+                        };
                         println!("{state:8} {}", m.name());
                     }
                 }
             }
             Ok(())
         }
-        Command::Admin { action: AdminAction::CreateAccount { email, org, admin, config } } => {
+        Command::Admin {
+            action:
+                AdminAction::CreateAccount {
+                    email,
+                    org,
+                    admin,
+                    config,
+                },
+        } => {
             let password = match std::env::var("CHEX_ADMIN_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).context("reading the password from standard input")?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading the password from standard input")?;
                     s.trim_end_matches(['\n', '\r']).to_owned()
                 }
             };
             if password.len() < 12 {
                 bail!("the password must be at least 12 characters");
             }
-            let store = chex::store::Store::connect(&config.database_url).await.context("CHEX_DATABASE_URL: cannot open the database")?;
+            let store = chex::store::Store::connect(&config.database_url)
+                .await
+                .context("CHEX_DATABASE_URL: cannot open the database")?;
             store.migrate().await?;
             let o = store.ensure_organization(&org).await?;
             let a = store
-                .create_account(chex::store::NewAccount { organization_id: o.id, email: &email, password_hash: &chex::auth::hash_password(&password), role: if admin { "admin" } else { "member" } })
+                .create_account(chex::store::NewAccount {
+                    organization_id: o.id,
+                    email: &email,
+                    password_hash: &chex::auth::hash_password(&password),
+                    role: if admin { "admin" } else { "member" },
+                })
                 .await?;
-            println!("created account {} ({}) in organization {}", a.email, a.role, o.name);
+            println!(
+                "created account {} ({}) in organization {}",
+                a.email, a.role, o.name
+            );
             Ok(())
         }
-        Command::Token { action: TokenAction::Issue { org, ttl, role, config } } => {
+        Command::Token {
+            action:
+                TokenAction::Issue {
+                    org,
+                    ttl,
+                    role,
+                    config,
+                },
+        } => {
             config.validate()?;
-            let store = chex::store::Store::connect(&config.database_url).await.context("CHEX_DATABASE_URL: cannot open the database")?;
+            let store = chex::store::Store::connect(&config.database_url)
+                .await
+                .context("CHEX_DATABASE_URL: cannot open the database")?;
             store.migrate().await?;
-            let o = store.organization_by_name(&org).await?.with_context(|| format!("no organization named {org}"))?;
+            let o = store
+                .organization_by_name(&org)
+                .await?
+                .with_context(|| format!("no organization named {org}"))?;
             if role != "admin" && role != "member" {
                 bail!("--role must be admin or member");
             }
@@ -231,9 +303,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Sim { action: SimAction::Slack { bind, team, users, change_every, rate_scale } } => {
+        Command::Sim {
+            action:
+                SimAction::Slack {
+                    bind,
+                    team,
+                    users,
+                    change_every,
+                    rate_scale,
+                },
+        } => {
             init_tracing("info", LogFormat::Text);
-            let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
             let spec = chex::sim::slack::WorkspaceSpec::new(&team, users);
             let opts = chex::sim::slack::SimOptions {
                 rate_scale: (rate_scale > 0.0).then_some(rate_scale),
@@ -241,7 +324,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: 42,
             };
             let sim = chex::sim::slack::SlackSim::start(listener, vec![spec.clone()], opts).await?;
-            println!("slack simulator: {} (token {}, signing secret {})", sim.api_url(), spec.token, spec.signing_secret);
+            println!(
+                "slack simulator: {} (token {}, signing secret {})",
+                sim.api_url(),
+                spec.token,
+                spec.signing_secret
+            );
             tokio::signal::ctrl_c().await?;
             Ok(())
         }

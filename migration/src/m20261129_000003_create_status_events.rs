@@ -39,14 +39,26 @@ impl MigrationTrait for Migration {
             )
             .await?;
         let indexes = [
-            ("ux_status_events_person_seq", vec![StatusEvents::PersonId, StatusEvents::Seq], true),
+            (
+                "ux_status_events_person_seq",
+                vec![StatusEvents::PersonId, StatusEvents::Seq],
+                true,
+            ),
             (
                 "ux_status_events_person_observed_at",
                 vec![StatusEvents::PersonId, StatusEvents::ObservedAt],
                 true,
             ),
-            ("ix_status_events_observed_at", vec![StatusEvents::ObservedAt], false),
-            ("ix_status_events_presence", vec![StatusEvents::Presence], false),
+            (
+                "ix_status_events_observed_at",
+                vec![StatusEvents::ObservedAt],
+                false,
+            ),
+            (
+                "ix_status_events_presence",
+                vec![StatusEvents::Presence],
+                false,
+            ),
             (
                 "ix_status_events_observed_at_presence",
                 vec![StatusEvents::ObservedAt, StatusEvents::Presence],

@@ -98,7 +98,9 @@ pub async fn handle_rejection(r: Rejection) -> Result<warp::reply::Response, Inf
         .into_response());
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(warp::reply::with_status(
-            warp::reply::json(&json!({"error": {"code": "method_not_allowed", "message": "method not allowed"}})),
+            warp::reply::json(
+                &json!({"error": {"code": "method_not_allowed", "message": "method not allowed"}}),
+            ),
             StatusCode::METHOD_NOT_ALLOWED,
         )
         .into_response());

@@ -13,7 +13,9 @@ pub use state::AppState;
 use warp::Filter;
 
 /// Every route.
-pub fn routes(state: AppState) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     rest::routes(state.clone())
         .or(ws::route(state.clone()).boxed())
         .unify()

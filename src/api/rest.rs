@@ -1,6 +1,5 @@
 //! REST: health, login, people with status and history, Slack connections and checks.
 
-
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,24 +20,48 @@ fn reject(e: impl Into<ApiError>) -> Rejection {
 
 /// The caller, from `Authorization: Bearer <JWT or bot token>`.
 pub fn authed(state: AppState) -> impl Filter<Extract = (Claims,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and(state.filter()).and_then(|h: Option<String>, s: AppState| async move {
-        let token = h.as_deref().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(|| reject(ApiError::Unauthorized("send Authorization: Bearer <token>".into())))?;
-        claims_for(&s, token.trim()).await.map_err(reject)
-    })
+    warp::header::optional::<String>("authorization")
+        .and(state.filter())
+        .and_then(|h: Option<String>, s: AppState| async move {
+            let token = h
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    reject(ApiError::Unauthorized(
+                        "send Authorization: Bearer <token>".into(),
+                    ))
+                })?;
+            claims_for(&s, token.trim()).await.map_err(reject)
+        })
 }
 
 /// Validates a JWT or a bot token, and that its organization exists.
 pub async fn claims_for(s: &AppState, token: &str) -> Result<Claims, ApiError> {
     let claims = if token.starts_with("chex_bot_") {
-        let t = s.store.api_token_by_hash(&sha256_hex(token)).await?.ok_or_else(|| ApiError::Unauthorized("unknown bot token".into()))?;
+        let t = s
+            .store
+            .api_token_by_hash(&sha256_hex(token))
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("unknown bot token".into()))?;
         if t.revoked_at.is_some() {
             return Err(ApiError::Unauthorized("bot token revoked".into()));
         }
         if t.expires_at.is_some_and(|e| e <= Utc::now()) {
             return Err(ApiError::Unauthorized("bot token expired".into()));
         }
-        let topics = t.topics.as_deref().and_then(|j| serde_json::from_str(j).ok());
-        s.keys.mint(&format!("bot:{}", t.id), t.organization_id, &t.role, topics, Some(300)).1
+        let topics = t
+            .topics
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok());
+        s.keys
+            .mint(
+                &format!("bot:{}", t.id),
+                t.organization_id,
+                &t.role,
+                topics,
+                Some(300),
+            )
+            .1
     } else {
         s.keys.verify(token)?
     };
@@ -49,35 +72,100 @@ pub async fn claims_for(s: &AppState, token: &str) -> Result<Claims, ApiError> {
 }
 
 fn admin(c: &Claims) -> Result<(), Rejection> {
-    if c.is_admin() { Ok(()) } else { Err(reject(ApiError::Forbidden("admins only".into()))) }
+    if c.is_admin() {
+        Ok(())
+    } else {
+        Err(reject(ApiError::Forbidden("admins only".into())))
+    }
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+fn json_body<T: serde::de::DeserializeOwned + Send>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::body::content_length_limit(64 * 1024).and(warp::body::json())
 }
 
 pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     let s = state.filter();
-    let healthz = warp::path!("healthz").and(warp::get()).map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
-    let readyz = warp::path!("readyz").and(warp::get()).and(s.clone()).then(|s: AppState| async move {
-        match s.store.ready().await {
-            Ok(true) => warp::reply::json(&json!({"status": "ready"})).into_response(),
-            Ok(false) => warp::reply::with_status(warp::reply::json(&json!({"status": "migrations pending"})), warp::http::StatusCode::SERVICE_UNAVAILABLE).into_response(),
-            Err(_) => warp::reply::with_status(warp::reply::json(&json!({"status": "database unreachable"})), warp::http::StatusCode::SERVICE_UNAVAILABLE).into_response(),
-        }
-    });
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+    let readyz =
+        warp::path!("readyz")
+            .and(warp::get())
+            .and(s.clone())
+            .then(|s: AppState| async move {
+                match s.store.ready().await {
+                    Ok(true) => warp::reply::json(&json!({"status": "ready"})).into_response(),
+                    Ok(false) => warp::reply::with_status(
+                        warp::reply::json(&json!({"status": "migrations pending"})),
+                        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                    )
+                    .into_response(),
+                    Err(_) => warp::reply::with_status(
+                        warp::reply::json(&json!({"status": "database unreachable"})),
+                        warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                    )
+                    .into_response(),
+                }
+            });
     let metrics = warp::path!("metrics").and(warp::get()).map(|| {
-        warp::reply::with_header(crate::metrics::METRICS.render(), "content-type", "text/plain; version=0.0.4").into_response()
+        warp::reply::with_header(
+            crate::metrics::METRICS.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+        .into_response()
     });
-    let login = warp::path!("api" / "auth" / "login").and(warp::post()).and(json_body()).and(s.clone()).and_then(login);
-    let users = warp::path!("api" / "users").and(warp::get()).and(authed(state.clone())).and(warp::query()).and(s.clone()).and_then(list_users);
-    let user = warp::path!("api" / "users" / i64).and(warp::get()).and(authed(state.clone())).and(s.clone()).and_then(get_user);
-    let history = warp::path!("api" / "users" / i64 / "history").and(warp::get()).and(authed(state.clone())).and(warp::query()).and(s.clone()).and_then(history);
-    let summary = warp::path!("api" / "users" / i64 / "summary").and(warp::get()).and(authed(state.clone())).and(warp::query()).and(s.clone()).and_then(summary);
-    let connect = warp::path!("api" / "connections" / "slack").and(warp::post()).and(authed(state.clone())).and(json_body()).and(s.clone()).and_then(connect_slack);
-    let connections = warp::path!("api" / "connections").and(warp::get()).and(authed(state.clone())).and(s.clone()).and_then(list_connections);
-    let add_check = warp::path!("api" / "chex" / "slack").and(warp::post()).and(authed(state.clone())).and(json_body()).and(s.clone()).and_then(add_check);
-    let checks = warp::path!("api" / "chex").and(warp::get()).and(authed(state)).and(s).and_then(list_checks);
+    let login = warp::path!("api" / "auth" / "login")
+        .and(warp::post())
+        .and(json_body())
+        .and(s.clone())
+        .and_then(login);
+    let users = warp::path!("api" / "users")
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(warp::query())
+        .and(s.clone())
+        .and_then(list_users);
+    let user = warp::path!("api" / "users" / i64)
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(s.clone())
+        .and_then(get_user);
+    let history = warp::path!("api" / "users" / i64 / "history")
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(warp::query())
+        .and(s.clone())
+        .and_then(history);
+    let summary = warp::path!("api" / "users" / i64 / "summary")
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(warp::query())
+        .and(s.clone())
+        .and_then(summary);
+    let connect = warp::path!("api" / "connections" / "slack")
+        .and(warp::post())
+        .and(authed(state.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(connect_slack);
+    let connections = warp::path!("api" / "connections")
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(s.clone())
+        .and_then(list_connections);
+    let add_check = warp::path!("api" / "chex" / "slack")
+        .and(warp::post())
+        .and(authed(state.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(add_check);
+    let checks = warp::path!("api" / "chex")
+        .and(warp::get())
+        .and(authed(state))
+        .and(s)
+        .and_then(list_checks);
     let routes: Vec<BoxedFilter<(warp::reply::Response,)>> = vec![
         healthz.boxed(),
         readyz.boxed(),
@@ -92,7 +180,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         add_check.boxed(),
         checks.boxed(),
     ];
-    routes.into_iter().reduce(|a, b| a.or(b).unify().boxed()).expect("routes are listed above")
+    routes
+        .into_iter()
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .expect("routes are listed above")
 }
 
 #[derive(Deserialize)]
@@ -103,14 +194,27 @@ struct Login {
 }
 
 async fn login(body: Login, s: AppState) -> Resp {
-    let account = s.store.account_by_email(&body.email).await.map_err(reject)?;
-    let Some(a) = account.filter(|a| !a.disabled && verify_password(&body.password, &a.password_hash)) else {
-        return Err(reject(ApiError::Unauthorized("wrong email or password".into())));
+    let account = s
+        .store
+        .account_by_email(&body.email)
+        .await
+        .map_err(reject)?;
+    let Some(a) =
+        account.filter(|a| !a.disabled && verify_password(&body.password, &a.password_hash))
+    else {
+        return Err(reject(ApiError::Unauthorized(
+            "wrong email or password".into(),
+        )));
     };
-    let (token, claims) = s.keys.mint(&a.id.to_string(), a.organization_id, &a.role, None, None);
+    let (token, claims) = s
+        .keys
+        .mint(&a.id.to_string(), a.organization_id, &a.role, None, None);
     let refresh = random_token("chex_rt_");
     let refresh_exp = Utc::now() + chrono::Duration::seconds(s.config.refresh_token_ttl as i64);
-    s.store.create_refresh_token(a.id, &sha256_hex(&refresh), refresh_exp).await.map_err(reject)?;
+    s.store
+        .create_refresh_token(a.id, &sha256_hex(&refresh), refresh_exp)
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::json(&json!({"access_token": token, "expires_at": claims.expires_at(), "refresh_token": refresh, "role": a.role})).into_response())
 }
 
@@ -125,7 +229,10 @@ struct UsersQuery {
 }
 
 /// A person with their current status, as REST returns them.
-pub fn person_json(row: &PersonRow, latest: Option<&crate::store::entity::status_event::Model>) -> Value {
+pub fn person_json(
+    row: &PersonRow,
+    latest: Option<&crate::store::entity::status_event::Model>,
+) -> Value {
     let card = row.card();
     json!({
         "id": row.person_id,
@@ -148,18 +255,27 @@ pub fn person_json(row: &PersonRow, latest: Option<&crate::store::entity::status
 async fn list_users(c: Claims, q: UsersQuery, s: AppState) -> Resp {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(reject(ApiError::Unprocessable("limit: must be between 1 and 1000".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "limit: must be between 1 and 1000".into(),
+        )));
     }
     if let Some(p) = &q.presence
         && crate::domain::Presence::parse(p).is_none()
     {
-        return Err(reject(ApiError::Unprocessable("presence: must be active, away or unknown".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "presence: must be active, away or unknown".into(),
+        )));
     }
     let mut out = Vec::new();
     let mut after = q.cursor;
     // Presence is a property of the latest event, so filter page by page until the page is full.
     let next_cursor = loop {
-        let f = PeopleFilter { team_id: q.team.clone(), query: q.q.clone(), after_id: after, limit };
+        let f = PeopleFilter {
+            team_id: q.team.clone(),
+            query: q.q.clone(),
+            after_id: after,
+            limit,
+        };
         let rows = s.store.people(c.org, &f).await.map_err(reject)?;
         let ids: Vec<i64> = rows.iter().map(|r| r.person_id).collect();
         let latest = s.store.latest_events(&ids).await.map_err(reject)?;
@@ -232,12 +348,25 @@ async fn history(id: i64, c: Claims, q: RangeQuery, s: AppState) -> Resp {
     let p = person_in_org(&s, &c, id).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(reject(ApiError::Unprocessable("limit: must be between 1 and 1000".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "limit: must be between 1 and 1000".into(),
+        )));
     }
-    let page = s.store.history(id, q.from, q.to, q.cursor, limit).await.map_err(reject)?;
+    let page = s
+        .store
+        .history(id, q.from, q.to, q.cursor, limit)
+        .await
+        .map_err(reject)?;
     let card = std::sync::Arc::new(p.card());
-    let events: Vec<Value> = page.events.iter().map(|e| e.to_event(card.clone()).to_value(&card.topic)).collect();
-    Ok(warp::reply::json(&json!({"events": events, "next_cursor": page.next_cursor})).into_response())
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|e| e.to_event(card.clone()).to_value(&card.topic))
+        .collect();
+    Ok(
+        warp::reply::json(&json!({"events": events, "next_cursor": page.next_cursor}))
+            .into_response(),
+    )
 }
 
 async fn summary(id: i64, c: Claims, q: RangeQuery, s: AppState) -> Resp {
@@ -245,7 +374,9 @@ async fn summary(id: i64, c: Claims, q: RangeQuery, s: AppState) -> Resp {
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - chrono::Duration::days(1));
     if from >= to {
-        return Err(reject(ApiError::Unprocessable("from: must be before to".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "from: must be before to".into(),
+        )));
     }
     let sum = s.store.summary(id, from, to).await.map_err(reject)?;
     Ok(warp::reply::json(&sum).into_response())
@@ -261,13 +392,21 @@ struct ConnectSlack {
 async fn connect_slack(c: Claims, body: ConnectSlack, s: AppState) -> Resp {
     admin(&c)?;
     if !body.token.starts_with("xox") {
-        return Err(reject(ApiError::Unprocessable("token: must be a Slack token (xoxb-… or xoxp-…)".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "token: must be a Slack token (xoxb-… or xoxp-…)".into(),
+        )));
     }
     let auth = s.slack.auth_test(&body.token).await.map_err(|e| {
         if e.is_credential_error() {
-            reject(ApiError::Unprocessable(format!("token: Slack refused it ({})", e.code())))
+            reject(ApiError::Unprocessable(format!(
+                "token: Slack refused it ({})",
+                e.code()
+            )))
         } else {
-            reject(ApiError::BadGateway(format!("Slack could not be reached: {}", e.code())))
+            reject(ApiError::BadGateway(format!(
+                "Slack could not be reached: {}",
+                e.code()
+            )))
         }
     })?;
     let conn = s
@@ -283,7 +422,11 @@ async fn connect_slack(c: Claims, body: ConnectSlack, s: AppState) -> Resp {
         })
         .await
         .map_err(reject)?;
-    Ok(warp::reply::with_status(warp::reply::json(&connection_json(&conn)), warp::http::StatusCode::CREATED).into_response())
+    Ok(warp::reply::with_status(
+        warp::reply::json(&connection_json(&conn)),
+        warp::http::StatusCode::CREATED,
+    )
+    .into_response())
 }
 
 fn connection_json(c: &crate::store::entity::connection::Model) -> Value {
@@ -297,7 +440,10 @@ fn connection_json(c: &crate::store::entity::connection::Model) -> Value {
 async fn list_connections(c: Claims, s: AppState) -> Resp {
     admin(&c)?;
     let conns = s.store.connections(Some(c.org)).await.map_err(reject)?;
-    Ok(warp::reply::json(&json!({"connections": conns.iter().map(connection_json).collect::<Vec<_>>()})).into_response())
+    Ok(warp::reply::json(
+        &json!({"connections": conns.iter().map(connection_json).collect::<Vec<_>>()}),
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -311,24 +457,48 @@ struct AddCheck {
 
 async fn add_check(c: Claims, body: AddCheck, s: AppState) -> Resp {
     admin(&c)?;
-    let conn = s.store.connection(body.connection_id).await.map_err(reject)?;
+    let conn = s
+        .store
+        .connection(body.connection_id)
+        .await
+        .map_err(reject)?;
     let Some(conn) = conn.filter(|x| x.organization_id == c.org && x.kind == "slack") else {
-        return Err(reject(ApiError::Unprocessable("connection_id: no such Slack connection".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "connection_id: no such Slack connection".into(),
+        )));
     };
     let subject = body.user.unwrap_or_else(|| "*".into());
-    if subject != "*" && !(subject.len() <= 32 && subject.chars().all(|ch| ch.is_ascii_alphanumeric())) {
-        return Err(reject(ApiError::Unprocessable("user: must be a Slack user id like U012AB3CD".into())));
+    if subject != "*"
+        && !(subject.len() <= 32 && subject.chars().all(|ch| ch.is_ascii_alphanumeric()))
+    {
+        return Err(reject(ApiError::Unprocessable(
+            "user: must be a Slack user id like U012AB3CD".into(),
+        )));
     }
-    let interval = body.interval_secs.unwrap_or(s.config.poll_watched_interval as i32);
+    let interval = body
+        .interval_secs
+        .unwrap_or(s.config.poll_watched_interval as i32);
     if !(1..=86_400).contains(&interval) {
-        return Err(reject(ApiError::Unprocessable("interval_secs: must be between 1 and 86400".into())));
+        return Err(reject(ApiError::Unprocessable(
+            "interval_secs: must be between 1 and 86400".into(),
+        )));
     }
     let check = s
         .store
-        .create_check(NewCheck { organization_id: c.org, connection_id: conn.id, kind: "slack", subject: &subject, interval_secs: interval })
+        .create_check(NewCheck {
+            organization_id: c.org,
+            connection_id: conn.id,
+            kind: "slack",
+            subject: &subject,
+            interval_secs: interval,
+        })
         .await
         .map_err(reject)?;
-    Ok(warp::reply::with_status(warp::reply::json(&check_json(&check)), warp::http::StatusCode::CREATED).into_response())
+    Ok(warp::reply::with_status(
+        warp::reply::json(&check_json(&check)),
+        warp::http::StatusCode::CREATED,
+    )
+    .into_response())
 }
 
 fn check_json(c: &crate::store::entity::check::Model) -> Value {
@@ -339,6 +509,13 @@ fn check_json(c: &crate::store::entity::check::Model) -> Value {
 }
 
 async fn list_checks(c: Claims, s: AppState) -> Resp {
-    let checks = s.store.checks(Some(c.org), None, None).await.map_err(reject)?;
-    Ok(warp::reply::json(&json!({"checks": checks.iter().map(check_json).collect::<Vec<_>>()})).into_response())
+    let checks = s
+        .store
+        .checks(Some(c.org), None, None)
+        .await
+        .map_err(reject)?;
+    Ok(
+        warp::reply::json(&json!({"checks": checks.iter().map(check_json).collect::<Vec<_>>()}))
+            .into_response(),
+    )
 }

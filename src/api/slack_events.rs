@@ -14,10 +14,14 @@ use crate::sources::slack::events::{Envelope, Event, verify};
 /// Slack's own limit on an event payload is far below this.
 const MAX_BODY: u64 = 1024 * 1024;
 
-pub fn route(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn route(
+    state: AppState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("slack" / "events")
         .and(warp::post())
-        .and(warp::header::optional::<String>("x-slack-request-timestamp"))
+        .and(warp::header::optional::<String>(
+            "x-slack-request-timestamp",
+        ))
         .and(warp::header::optional::<String>("x-slack-signature"))
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())
@@ -30,10 +34,18 @@ fn refuse(why: &str) -> warp::reply::Response {
     ApiError::Unauthorized(why.to_owned()).into_response()
 }
 
-async fn handle(ts: Option<String>, sig: Option<String>, body: Bytes, s: AppState) -> warp::reply::Response {
+async fn handle(
+    ts: Option<String>,
+    sig: Option<String>,
+    body: Bytes,
+    s: AppState,
+) -> warp::reply::Response {
     let env: Envelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
-        Err(e) => return ApiError::BadRequest(format!("body is not an Events API envelope: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::BadRequest(format!("body is not an Events API envelope: {e}"))
+                .into_response();
+        }
     };
     let Some(team) = env.team_id.clone() else {
         return refuse("no team_id: cannot pick a signing secret");
@@ -43,10 +55,20 @@ async fn handle(ts: Option<String>, sig: Option<String>, body: Bytes, s: AppStat
         Ok(None) => return refuse("unknown workspace"),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let Some(secret) = conn.signing_secret_ciphertext.as_deref().and_then(|c| s.secret_key.open(c).ok()) else {
+    let Some(secret) = conn
+        .signing_secret_ciphertext
+        .as_deref()
+        .and_then(|c| s.secret_key.open(c).ok())
+    else {
         return refuse("workspace has no signing secret");
     };
-    if let Err(e) = verify(&secret, ts.as_deref(), sig.as_deref(), &body, chrono::Utc::now().timestamp()) {
+    if let Err(e) = verify(
+        &secret,
+        ts.as_deref(),
+        sig.as_deref(),
+        &body,
+        chrono::Utc::now().timestamp(),
+    ) {
         return refuse(&e.to_string());
     }
     if env.kind == "url_verification" {
@@ -66,8 +88,12 @@ async fn handle(ts: Option<String>, sig: Option<String>, body: Bytes, s: AppStat
         let mut wait = std::time::Duration::from_millis(100);
         for attempt in 1..=5 {
             let r = match &event {
-                Event::UserChange(u) | Event::UserStatusChanged(u) => ingest_user(&s.store, &s.pipeline, &conn, u).await,
-                Event::DndUpdatedUser { user, dnd } => ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd).await,
+                Event::UserChange(u) | Event::UserStatusChanged(u) => {
+                    ingest_user(&s.store, &s.pipeline, &conn, u).await
+                }
+                Event::DndUpdatedUser { user, dnd } => {
+                    ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd).await
+                }
                 Event::Other(kind) => {
                     METRICS.slack_events_unknown.inc();
                     tracing::debug!(kind, "ignoring Slack event type");

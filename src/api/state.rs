@@ -24,7 +24,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn filter(&self) -> impl warp::Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone + use<> {
+    pub fn filter(
+        &self,
+    ) -> impl warp::Filter<Extract = (AppState,), Error = std::convert::Infallible> + Clone + use<>
+    {
         let s = self.clone();
         warp::any().map(move || s.clone())
     }

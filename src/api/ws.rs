@@ -44,7 +44,9 @@ const RESYNC_WINDOW: Duration = Duration::from_secs(30);
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-pub fn route(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn route(
+    state: AppState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("ws")
         .and(warp::get())
         .and(warp::header::optional::<String>("authorization"))
@@ -63,11 +65,21 @@ async fn upgrade(
     s: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     let (Some(key), Some(on_upgrade)) = (key, on_upgrade) else {
-        return Err(warp::reject::custom(ApiError::BadRequest("expected a WebSocket upgrade".into())));
+        return Err(warp::reject::custom(ApiError::BadRequest(
+            "expected a WebSocket upgrade".into(),
+        )));
     };
-    let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::to_owned).or_else(|| query.get("access_token").cloned());
+    let token = auth
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| query.get("access_token").cloned());
     let claims = match token {
-        Some(t) => Some(claims_for(&s, t.trim()).await.map_err(warp::reject::custom)?),
+        Some(t) => Some(
+            claims_for(&s, t.trim())
+                .await
+                .map_err(warp::reject::custom)?,
+        ),
         None => None,
     };
     let max = s.config.ws_max_frame;
@@ -80,7 +92,12 @@ async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 METRICS.sockets.inc();
                 Session::new(s, socket).run(claims).await;
                 METRICS.sockets.dec();
@@ -92,9 +109,17 @@ async fn upgrade(
     let mut resp = warp::reply().into_response();
     *resp.status_mut() = warp::http::StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
-    h.insert("connection", warp::http::HeaderValue::from_static("upgrade"));
+    h.insert(
+        "connection",
+        warp::http::HeaderValue::from_static("upgrade"),
+    );
     h.insert("upgrade", warp::http::HeaderValue::from_static("websocket"));
-    h.insert("sec-websocket-accept", accept.parse().map_err(|_| warp::reject::custom(ApiError::BadRequest("bad key".into())))?);
+    h.insert(
+        "sec-websocket-accept",
+        accept
+            .parse()
+            .map_err(|_| warp::reject::custom(ApiError::BadRequest("bad key".into())))?,
+    );
     Ok(resp)
 }
 
@@ -145,16 +170,32 @@ fn error_frame(id: Option<&Value>, code: &str, message: &str) -> Message {
 
 impl Session {
     fn new(s: AppState, socket: Socket) -> Session {
-        Session { s, socket, subs: Vec::new(), sent: HashMap::new(), resyncs: Vec::new() }
+        Session {
+            s,
+            socket,
+            subs: Vec::new(),
+            sent: HashMap::new(),
+            resyncs: Vec::new(),
+        }
     }
 
     async fn send(&mut self, m: Message) -> bool {
-        matches!(tokio::time::timeout(SEND_TIMEOUT, self.socket.send(m)).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(m)).await,
+            Ok(Ok(()))
+        )
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.send(Message::Close(Some(frame)))).await;
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
 
     async fn run(mut self, claims: Option<Claims>) {
@@ -170,7 +211,9 @@ impl Session {
         ping.reset();
         let mut last_heard = tokio::time::Instant::now();
         loop {
-            let expires_in = (claims.expires_at() - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let expires_in = (claims.expires_at() - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
             let flow = tokio::select! {
                 msg = self.socket.next() => {
                     last_heard = tokio::time::Instant::now();
@@ -209,27 +252,50 @@ impl Session {
     }
 
     async fn first_frame_auth(&mut self) -> Option<Claims> {
-        let msg = tokio::time::timeout(AUTH_TIMEOUT, self.socket.next()).await.ok()??.ok()?;
+        let msg = tokio::time::timeout(AUTH_TIMEOUT, self.socket.next())
+            .await
+            .ok()??
+            .ok()?;
         let Message::Text(t) = msg else { return None };
-        let ClientFrame::Auth { token, id } = serde_json::from_str(t.as_str()).ok()? else { return None };
+        let ClientFrame::Auth { token, id } = serde_json::from_str(t.as_str()).ok()? else {
+            return None;
+        };
         let claims = claims_for(&self.s, &token).await.ok()?;
         let reply = json!({"type": "authenticated", "id": id, "expires_at": claims.expires_at()});
-        self.send(Message::text(reply.to_string())).await.then_some(claims)
+        self.send(Message::text(reply.to_string()))
+            .await
+            .then_some(claims)
     }
 
     async fn on_text(&mut self, text: &str, claims: &mut Claims) -> Flow {
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(e) => {
-                let id = serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("id").cloned());
-                let m = error_frame(id.as_ref(), "bad_request", &format!("unreadable frame: {e}"));
-                return if self.send(m).await { Flow::Continue } else { Flow::Close(1011, "send failed") };
+                let id = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("id").cloned());
+                let m = error_frame(
+                    id.as_ref(),
+                    "bad_request",
+                    &format!("unreadable frame: {e}"),
+                );
+                return if self.send(m).await {
+                    Flow::Continue
+                } else {
+                    Flow::Close(1011, "send failed")
+                };
             }
         };
         let reply = match frame {
             ClientFrame::Ping { id } => json!({"type": "pong", "id": id}),
             ClientFrame::Auth { id, .. } => {
-                return self.reply(error_frame(id.as_ref(), "bad_request", "already authenticated")).await;
+                return self
+                    .reply(error_frame(
+                        id.as_ref(),
+                        "bad_request",
+                        "already authenticated",
+                    ))
+                    .await;
             }
             ClientFrame::Refresh { id, token } => match claims_for(&self.s, &token).await {
                 Ok(c) if c.org == claims.org => {
@@ -246,32 +312,76 @@ impl Session {
                 }
                 json!({"type": "unsubscribed", "id": id})
             }
-            ClientFrame::Subscribe { id, topics, since } => return self.subscribe(id, topics, since, claims).await,
+            ClientFrame::Subscribe { id, topics, since } => {
+                return self.subscribe(id, topics, since, claims).await;
+            }
         };
         self.reply(Message::text(reply.to_string())).await
     }
 
     async fn reply(&mut self, m: Message) -> Flow {
-        if self.send(m).await { Flow::Continue } else { Flow::Close(1011, "send failed") }
+        if self.send(m).await {
+            Flow::Continue
+        } else {
+            Flow::Close(1011, "send failed")
+        }
     }
 
     /// Checks that the caller may see `topic`.
-    async fn authorize(s: &AppState, topic: &str, claims: &Claims) -> Result<Topic, (&'static str, String)> {
-        let parsed = Topic::parse(topic).ok_or(("bad_request", format!("{topic}: not a topic (user:<id> or team:<id>)")))?;
+    async fn authorize(
+        s: &AppState,
+        topic: &str,
+        claims: &Claims,
+    ) -> Result<Topic, (&'static str, String)> {
+        let parsed = Topic::parse(topic).ok_or((
+            "bad_request",
+            format!("{topic}: not a topic (user:<id> or team:<id>)"),
+        ))?;
         if !claims.allows_topic(topic) {
             return Err(("forbidden", format!("{topic}: outside this token's topics")));
         }
         let ok = match &parsed {
-            Topic::User(id) => s.store.person(*id).await.ok().flatten().is_some_and(|p| p.organization_id == claims.org),
-            Topic::Team(t) => s.store.connection_by_external_id("slack", t).await.ok().flatten().is_some_and(|c| c.organization_id == claims.org),
+            Topic::User(id) => s
+                .store
+                .person(*id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|p| p.organization_id == claims.org),
+            Topic::Team(t) => s
+                .store
+                .connection_by_external_id("slack", t)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.organization_id == claims.org),
         };
-        if ok { Ok(parsed) } else { Err(("forbidden", format!("{topic}: not in your organization"))) }
+        if ok {
+            Ok(parsed)
+        } else {
+            Err(("forbidden", format!("{topic}: not in your organization")))
+        }
     }
 
-    async fn subscribe(&mut self, id: Option<Value>, topics: Vec<String>, since: HashMap<String, i64>, claims: &Claims) -> Flow {
-        let new: Vec<&String> = topics.iter().filter(|t| !self.subs.iter().any(|s| s.topic() == t.as_str())).collect();
+    async fn subscribe(
+        &mut self,
+        id: Option<Value>,
+        topics: Vec<String>,
+        since: HashMap<String, i64>,
+        claims: &Claims,
+    ) -> Flow {
+        let new: Vec<&String> = topics
+            .iter()
+            .filter(|t| !self.subs.iter().any(|s| s.topic() == t.as_str()))
+            .collect();
         if self.subs.len() + new.len() > self.s.config.ws_max_topics {
-            return self.reply(error_frame(id.as_ref(), "too_many_topics", &format!("at most {} topics per socket", self.s.config.ws_max_topics))).await;
+            return self
+                .reply(error_frame(
+                    id.as_ref(),
+                    "too_many_topics",
+                    &format!("at most {} topics per socket", self.s.config.ws_max_topics),
+                ))
+                .await;
         }
         let mut parsed = Vec::new();
         for t in &topics {
@@ -309,20 +419,33 @@ impl Session {
             }
             let mut all_ok = true;
             for card in &people {
-                let Some(&from) = since.get(&card.topic) else { continue };
+                let Some(&from) = since.get(&card.topic) else {
+                    continue;
+                };
                 let head = latest.get(&card.id).map(|e| e.seq).unwrap_or(0);
                 if from > head {
                     all_ok = false;
                     continue;
                 }
-                let events = self.s.store.events_after(card.id, from, MAX_REPLAY).await.unwrap_or_default();
-                let complete = events.first().is_none_or(|e| e.seq == from + 1) && events.last().map_or(from == head, |e| e.seq == head);
+                let events = self
+                    .s
+                    .store
+                    .events_after(card.id, from, MAX_REPLAY)
+                    .await
+                    .unwrap_or_default();
+                let complete = events.first().is_none_or(|e| e.seq == from + 1)
+                    && events.last().map_or(from == head, |e| e.seq == head);
                 all_ok &= complete;
-                replay.extend(events.iter().map(|e| Message::text(e.to_event(card.clone()).to_json(topic))));
+                replay.extend(
+                    events
+                        .iter()
+                        .map(|e| Message::text(e.to_event(card.clone()).to_json(topic))),
+                );
             }
             recovered.insert(topic.clone(), json!(all_ok));
         }
-        let mut reply = json!({"type": "subscribed", "id": id, "topics": topics, "snapshot": snapshot});
+        let mut reply =
+            json!({"type": "subscribed", "id": id, "topics": topics, "snapshot": snapshot});
         if !since.is_empty() {
             reply["recovered"] = Value::Object(recovered);
         }
@@ -338,18 +461,38 @@ impl Session {
     }
 
     /// The people a topic covers, in the caller's organization.
-    async fn people_of(s: &AppState, topic: &Topic, org: i64) -> Result<Vec<Arc<PersonCard>>, String> {
+    async fn people_of(
+        s: &AppState,
+        topic: &Topic,
+        org: i64,
+    ) -> Result<Vec<Arc<PersonCard>>, String> {
         match topic {
-            Topic::User(id) => Ok(s.store.person(*id).await.map_err(|e| e.to_string())?.map(|p| Arc::new(p.card())).into_iter().collect()),
+            Topic::User(id) => Ok(s
+                .store
+                .person(*id)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|p| Arc::new(p.card()))
+                .into_iter()
+                .collect()),
             Topic::Team(t) => {
                 let mut out = Vec::new();
                 let mut after = None;
                 loop {
-                    let f = PeopleFilter { team_id: Some(t.clone()), query: None, after_id: after, limit: 1000 };
+                    let f = PeopleFilter {
+                        team_id: Some(t.clone()),
+                        query: None,
+                        after_id: after,
+                        limit: 1000,
+                    };
                     let rows = s.store.people(org, &f).await.map_err(|e| e.to_string())?;
                     let n = rows.len();
                     after = rows.last().map(|r| r.person_id);
-                    out.extend(rows.into_iter().filter(|r| !r.deleted && !r.is_bot).map(|r| Arc::new(r.card())));
+                    out.extend(
+                        rows.into_iter()
+                            .filter(|r| !r.deleted && !r.is_bot)
+                            .map(|r| Arc::new(r.card())),
+                    );
                     if n < 1000 {
                         return Ok(out);
                     }
@@ -365,24 +508,54 @@ impl Session {
                     return Flow::Continue;
                 }
                 self.sent.insert(d.person_id, d.seq);
-                if self.send(d.frame).await { Flow::Continue } else { Flow::Close(CLOSE_SLOW_CONSUMER, "too slow") }
+                if self.send(d.frame).await {
+                    Flow::Continue
+                } else {
+                    Flow::Close(CLOSE_SLOW_CONSUMER, "too slow")
+                }
             }
             Err(RecvError::Lagged(n)) => {
                 METRICS.frames_dropped.add(n);
                 let now = tokio::time::Instant::now();
-                self.resyncs.retain(|t| now.duration_since(*t) < RESYNC_WINDOW);
+                self.resyncs
+                    .retain(|t| now.duration_since(*t) < RESYNC_WINDOW);
                 self.resyncs.push(now);
                 if self.resyncs.len() > MAX_RESYNCS {
                     return Flow::Close(CLOSE_SLOW_CONSUMER, "consumer too slow");
                 }
                 METRICS.resyncs.inc();
-                let Some(topic) = self.subs.get(idx).map(|s| s.topic().to_owned()) else { return Flow::Continue };
-                let Some(parsed) = Topic::parse(&topic) else { return Flow::Continue };
-                let org = self.s.store.person(match parsed { Topic::User(id) => id, _ => 0 }).await.ok().flatten().map(|p| p.organization_id);
+                let Some(topic) = self.subs.get(idx).map(|s| s.topic().to_owned()) else {
+                    return Flow::Continue;
+                };
+                let Some(parsed) = Topic::parse(&topic) else {
+                    return Flow::Continue;
+                };
+                let org = self
+                    .s
+                    .store
+                    .person(match parsed {
+                        Topic::User(id) => id,
+                        _ => 0,
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|p| p.organization_id);
                 let people = match (&parsed, org) {
-                    (Topic::User(_), Some(o)) => Self::people_of(&self.s, &parsed, o).await.unwrap_or_default(),
-                    (Topic::Team(t), _) => match self.s.store.connection_by_external_id("slack", t).await.ok().flatten() {
-                        Some(c) => Self::people_of(&self.s, &parsed, c.organization_id).await.unwrap_or_default(),
+                    (Topic::User(_), Some(o)) => Self::people_of(&self.s, &parsed, o)
+                        .await
+                        .unwrap_or_default(),
+                    (Topic::Team(t), _) => match self
+                        .s
+                        .store
+                        .connection_by_external_id("slack", t)
+                        .await
+                        .ok()
+                        .flatten()
+                    {
+                        Some(c) => Self::people_of(&self.s, &parsed, c.organization_id)
+                            .await
+                            .unwrap_or_default(),
                         None => Vec::new(),
                     },
                     _ => Vec::new(),
@@ -396,7 +569,9 @@ impl Session {
                         self.sent.insert(card.id, e.seq);
                     }
                 }
-                let m = Message::text(json!({"type": "resync", "topic": topic, "snapshot": snapshot}).to_string());
+                let m = Message::text(
+                    json!({"type": "resync", "topic": topic, "snapshot": snapshot}).to_string(),
+                );
                 self.reply(m).await
             }
             Err(RecvError::Closed) => Flow::Continue,
@@ -413,4 +588,3 @@ async fn next_delivery(subs: &mut [Subscription]) -> (usize, Result<Delivery, Re
     let (r, idx, _) = futures_util::future::select_all(futs).await;
     (idx, r)
 }
-

@@ -55,7 +55,12 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new(broker: Box<dyn Broker>) -> Hub {
-        Hub { inner: Arc::new(Inner { topics: DashMap::new(), broker }) }
+        Hub {
+            inner: Arc::new(Inner {
+                topics: DashMap::new(),
+                broker,
+            }),
+        }
     }
 
     /// Publishes an event committed on this node: to local subscribers and to other nodes.
@@ -75,7 +80,11 @@ impl Hub {
                 continue;
             }
             let frame = Message::text(event.to_json(&topic));
-            let delivery = Delivery { person_id: event.person.id, seq: event.seq, frame };
+            let delivery = Delivery {
+                person_id: event.person.id,
+                seq: event.seq,
+                frame,
+            };
             if let Ok(n) = tx.send(delivery) {
                 METRICS.frames_out.add(n as u64);
             }
@@ -94,7 +103,11 @@ impl Hub {
             }
         };
         METRICS.subscriptions.inc();
-        Subscription { topic: topic.to_owned(), rx: Some(rx), hub: self.clone() }
+        Subscription {
+            topic: topic.to_owned(),
+            rx: Some(rx),
+            hub: self.clone(),
+        }
     }
 
     /// Topics with at least one subscriber.
@@ -104,7 +117,11 @@ impl Hub {
 
     /// Subscribers of `topic` right now.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.inner.topics.get(topic).map(|t| t.receiver_count()).unwrap_or(0)
+        self.inner
+            .topics
+            .get(topic)
+            .map(|t| t.receiver_count())
+            .unwrap_or(0)
     }
 
     /// The narrow view the poller gets: who is being watched, nothing else.
@@ -116,7 +133,12 @@ impl Hub {
         // `remove_if` checks under the shard's write lock, and `subscribe` creates receivers under
         // the same lock, so a subscriber arriving now either sees the old channel (and keeps it)
         // or gets a new one: never a removed channel.
-        if self.inner.topics.remove_if(topic, |_, tx| tx.receiver_count() == 0).is_some() {
+        if self
+            .inner
+            .topics
+            .remove_if(topic, |_, tx| tx.receiver_count() == 0)
+            .is_some()
+        {
             METRICS.hub_topics.dec();
         }
     }
@@ -161,7 +183,10 @@ impl Watched {
         if self.hub.subscriber_count(&person.topic) > 0 {
             return true;
         }
-        person.team_id.as_ref().is_some_and(|t| self.team_watched(t))
+        person
+            .team_id
+            .as_ref()
+            .is_some_and(|t| self.team_watched(t))
     }
 
     pub fn team_watched(&self, team_id: &str) -> bool {
@@ -217,8 +242,10 @@ mod tests {
         let u = user.receiver().recv().await.expect("user frame");
         let t = team.receiver().recv().await.expect("team frame");
         assert_eq!((u.person_id, u.seq), (7, 3));
-        let u: serde_json::Value = serde_json::from_str(u.frame.to_text().expect("text")).expect("json");
-        let t: serde_json::Value = serde_json::from_str(t.frame.to_text().expect("text")).expect("json");
+        let u: serde_json::Value =
+            serde_json::from_str(u.frame.to_text().expect("text")).expect("json");
+        let t: serde_json::Value =
+            serde_json::from_str(t.frame.to_text().expect("text")).expect("json");
         assert_eq!(u["topic"], "user:7");
         assert_eq!(t["topic"], "team:T1");
         assert_eq!(t["user"]["topic"], "user:7");
@@ -235,7 +262,11 @@ mod tests {
         let (Message::Text(ta), Message::Text(tb)) = (&fa.frame, &fb.frame) else {
             panic!("text frames");
         };
-        assert_eq!(ta.as_str().as_ptr(), tb.as_str().as_ptr(), "one serialization, shared");
+        assert_eq!(
+            ta.as_str().as_ptr(),
+            tb.as_str().as_ptr(),
+            "one serialization, shared"
+        );
     }
 
     #[tokio::test]

@@ -53,9 +53,17 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the writer task; it ends when `shutdown` fires, after committing what is queued.
-    pub fn spawn(store: Store, hub: Hub, shutdown: CancellationToken) -> (Pipeline, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        store: Store,
+        hub: Hub,
+        shutdown: CancellationToken,
+    ) -> (Pipeline, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = Writer { store, hub, current: HashMap::new() };
+        let writer = Writer {
+            store,
+            hub,
+            current: HashMap::new(),
+        };
         let handle = tokio::spawn(writer.run(rx, shutdown));
         (Pipeline { tx }, handle)
     }
@@ -192,7 +200,9 @@ impl Writer {
             match self.store.append_events(events).await {
                 Ok(a) => {
                     METRICS.db_write_batches.inc();
-                    METRICS.db_write_micros.add(started.elapsed().as_micros() as u64);
+                    METRICS
+                        .db_write_micros
+                        .add(started.elapsed().as_micros() as u64);
                     METRICS.events_committed.add(a.len() as u64);
                     return Some(a);
                 }
@@ -205,13 +215,20 @@ impl Writer {
             }
         }
         METRICS.events_lost.add(events.len() as u64);
-        tracing::error!(events = events.len(), "status events could not be stored after every retry; dropped");
+        tracing::error!(
+            events = events.len(),
+            "status events could not be stored after every retry; dropped"
+        );
         None
     }
 
     /// Loads the committed status of people this writer has not seen since it started.
     async fn load_current(&mut self, batch: &[Observation]) -> crate::store::Result<()> {
-        let mut missing: Vec<i64> = batch.iter().map(|o| o.person.id).filter(|id| !self.current.contains_key(id)).collect();
+        let mut missing: Vec<i64> = batch
+            .iter()
+            .map(|o| o.person.id)
+            .filter(|id| !self.current.contains_key(id))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }

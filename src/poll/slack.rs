@@ -53,12 +53,16 @@ pub struct PollContext {
 /// Runs until `shutdown`: starts a poller for each active Slack connection and stops pollers of
 /// connections that were deleted, replaced or failed.
 pub async fn run(ctx: PollContext, shutdown: CancellationToken) {
-    let mut running: HashMap<i64, (chrono::DateTime<chrono::Utc>, CancellationToken)> = HashMap::new();
+    let mut running: HashMap<i64, (chrono::DateTime<chrono::Utc>, CancellationToken)> =
+        HashMap::new();
     loop {
         match ctx.store.connections(None).await {
             Ok(conns) => {
-                let live: HashMap<i64, &connection::Model> =
-                    conns.iter().filter(|c| c.kind == "slack" && c.status == "active").map(|c| (c.id, c)).collect();
+                let live: HashMap<i64, &connection::Model> = conns
+                    .iter()
+                    .filter(|c| c.kind == "slack" && c.status == "active")
+                    .map(|c| (c.id, c))
+                    .collect();
                 running.retain(|id, (updated, token)| {
                     let keep = live.get(id).is_some_and(|c| c.updated_at == *updated);
                     if !keep {
@@ -105,7 +109,10 @@ async fn poll_connection(ctx: PollContext, model: connection::Model, stop: Cance
         Ok(t) => t,
         Err(e) => {
             tracing::error!(connection = model.id, error = %e, "cannot decrypt the workspace token; is CHEX_SECRET_KEY the one it was stored under?");
-            let _ = ctx.store.set_connection_status(model.id, "error", Some("token cannot be decrypted")).await;
+            let _ = ctx
+                .store
+                .set_connection_status(model.id, "error", Some("token cannot be decrypted"))
+                .await;
             return;
         }
     };
@@ -114,14 +121,32 @@ async fn poll_connection(ctx: PollContext, model: connection::Model, stop: Cance
         Ok(rows) => {
             for (slack_id, updated, row) in rows {
                 let trackable = !row.deleted && !row.is_bot;
-                people.insert(slack_id, Tracked { card: Arc::new(row.card()), updated, trackable, last_presence: None });
+                people.insert(
+                    slack_id,
+                    Tracked {
+                        card: Arc::new(row.card()),
+                        updated,
+                        trackable,
+                        last_presence: None,
+                    },
+                );
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not load known Slack users"),
     }
-    let conn = Arc::new(Conn { ctx, model, token, people: Mutex::new(people), stop });
+    let conn = Arc::new(Conn {
+        ctx,
+        model,
+        token,
+        people: Mutex::new(people),
+        stop,
+    });
     tracing::info!(connection = conn.model.id, team = %conn.model.external_id, "polling Slack workspace");
-    tokio::join!(sweep_loop(conn.clone()), presence_loop(conn.clone()), dnd_loop(conn.clone()));
+    tokio::join!(
+        sweep_loop(conn.clone()),
+        presence_loop(conn.clone()),
+        dnd_loop(conn.clone())
+    );
 }
 
 impl Conn {
@@ -131,7 +156,12 @@ impl Conn {
 
     /// Which Slack users the checks track: everyone (`*`), or the named ones.
     async fn tracked_subjects(&self) -> Option<Vec<String>> {
-        let checks = self.ctx.store.checks(None, Some(self.model.id), Some("slack")).await.ok()?;
+        let checks = self
+            .ctx
+            .store
+            .checks(None, Some(self.model.id), Some("slack"))
+            .await
+            .ok()?;
         let enabled: Vec<_> = checks.into_iter().filter(|c| c.enabled).collect();
         if enabled.iter().any(|c| c.subject == "*") {
             return None;
@@ -143,29 +173,58 @@ impl Conn {
     async fn failed(&self, e: &SlackError) -> bool {
         if e.is_credential_error() {
             tracing::warn!(connection = self.model.id, error = %e, "Slack refused the workspace token; polling stopped");
-            let _ = self.ctx.store.set_connection_status(self.model.id, "error", Some(&e.to_string())).await;
-            let _ = self.ctx.store.record_poll(self.model.id, now(), Some(&e.code())).await;
+            let _ = self
+                .ctx
+                .store
+                .set_connection_status(self.model.id, "error", Some(&e.to_string()))
+                .await;
+            let _ = self
+                .ctx
+                .store
+                .record_poll(self.model.id, now(), Some(&e.code()))
+                .await;
             self.mark_stale().await;
             self.stop.cancel();
             return true;
         }
         tracing::warn!(connection = self.model.id, error = %e, "Slack call failed; retrying with backoff");
-        let _ = self.ctx.store.record_poll(self.model.id, now(), Some(&e.code())).await;
+        let _ = self
+            .ctx
+            .store
+            .record_poll(self.model.id, now(), Some(&e.code()))
+            .await;
         self.mark_stale().await;
         false
     }
 
     async fn mark_stale(&self) {
-        let cards: Vec<_> = self.people().values().filter(|t| t.trackable).map(|t| t.card.clone()).collect();
+        let cards: Vec<_> = self
+            .people()
+            .values()
+            .filter(|t| t.trackable)
+            .map(|t| t.card.clone())
+            .collect();
         for card in cards {
-            self.observe(card, StatusPatch { stale: Some(true), ..Default::default() }).await;
+            self.observe(
+                card,
+                StatusPatch {
+                    stale: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await;
         }
     }
 
     async fn observe(&self, person: Arc<PersonCard>, patch: StatusPatch) {
         self.ctx
             .pipeline
-            .observe(Observation { person, patch, observed_at: now(), source: Source::Slack })
+            .observe(Observation {
+                person,
+                patch,
+                observed_at: now(),
+                source: Source::Slack,
+            })
             .await;
     }
 
@@ -184,7 +243,11 @@ impl Conn {
 async fn sweep_loop(conn: Arc<Conn>) {
     loop {
         let ok = sweep(&conn).await;
-        let wait = if ok { conn.ctx.intervals.sweep } else { Duration::from_secs(5) };
+        let wait = if ok {
+            conn.ctx.intervals.sweep
+        } else {
+            Duration::from_secs(5)
+        };
         if conn.stop.is_cancelled() || !conn.sleep(wait).await {
             return;
         }
@@ -196,8 +259,15 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
     let subjects = conn.tracked_subjects().await;
     let mut cursor = String::new();
     loop {
-        let Some(_permit) = conn.permit().await else { return false };
-        let page = match conn.ctx.client.users_list_page(&conn.token, &cursor, 200).await {
+        let Some(_permit) = conn.permit().await else {
+            return false;
+        };
+        let page = match conn
+            .ctx
+            .client
+            .users_list_page(&conn.token, &cursor, 200)
+            .await
+        {
             Ok(p) => p,
             Err(SlackError::InvalidCursor) => {
                 cursor.clear();
@@ -219,14 +289,24 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 .collect()
         };
         if !changed.is_empty() {
-            match conn.ctx.store.upsert_slack_users(conn.model.id, conn.model.organization_id, &changed).await {
+            match conn
+                .ctx
+                .store
+                .upsert_slack_users(conn.model.id, conn.model.organization_id, &changed)
+                .await
+            {
                 Ok(rows) => {
                     let mut people = conn.people();
                     for (rec, row) in changed.iter().zip(rows) {
                         let last_presence = people.get(&rec.slack_id).and_then(|t| t.last_presence);
                         people.insert(
                             rec.slack_id.clone(),
-                            Tracked { card: Arc::new(row.card()), updated: rec.updated, trackable: trackable(&row), last_presence },
+                            Tracked {
+                                card: Arc::new(row.card()),
+                                updated: rec.updated,
+                                trackable: trackable(&row),
+                                last_presence,
+                            },
                         );
                     }
                 }
@@ -245,12 +325,21 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                     if let Some(s) = &subjects {
                         t.trackable = !u.deleted && !u.is_bot && s.contains(&u.id);
                     }
-                    t.trackable.then(|| (t.card.clone(), u.profile.custom_status()))
+                    t.trackable
+                        .then(|| (t.card.clone(), u.profile.custom_status()))
                 })
                 .collect()
         };
         for (card, custom) in observations {
-            conn.observe(card, StatusPatch { custom: Some(custom), stale: Some(false), ..Default::default() }).await;
+            conn.observe(
+                card,
+                StatusPatch {
+                    custom: Some(custom),
+                    stale: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await;
         }
         cursor = page.response_metadata.next_cursor;
         if cursor.is_empty() {
@@ -266,12 +355,20 @@ fn trackable(row: &PersonRow) -> bool {
 
 /// Picks whose presence to poll next: the watched person polled longest ago if one is due, else
 /// anyone polled longest ago (never-polled first).
-fn next_presence(people: &HashMap<String, Tracked>, watched: &Watched, interval: Duration) -> Option<(String, bool)> {
+fn next_presence(
+    people: &HashMap<String, Tracked>,
+    watched: &Watched,
+    interval: Duration,
+) -> Option<(String, bool)> {
     let now = Instant::now();
     let mut best_watched: Option<(&String, Option<Instant>)> = None;
     let mut best_other: Option<(&String, Option<Instant>)> = None;
     for (id, t) in people.iter().filter(|(_, t)| t.trackable) {
-        let slot = if watched.is_watched(&t.card) { &mut best_watched } else { &mut best_other };
+        let slot = if watched.is_watched(&t.card) {
+            &mut best_watched
+        } else {
+            &mut best_other
+        };
         if slot.is_none_or(|(_, last)| t.last_presence < last) {
             *slot = Some((id, t.last_presence));
         }
@@ -281,7 +378,9 @@ fn next_presence(people: &HashMap<String, Tracked>, watched: &Watched, interval:
     {
         return Some((id.clone(), true));
     }
-    best_other.or(best_watched).map(|(id, _)| (id.clone(), false))
+    best_other
+        .or(best_watched)
+        .map(|(id, _)| (id.clone(), false))
 }
 
 async fn presence_loop(conn: Arc<Conn>) {
@@ -297,12 +396,16 @@ async fn presence_loop(conn: Arc<Conn>) {
             }
             continue;
         };
-        let Some(permit) = conn.permit().await else { return };
+        let Some(permit) = conn.permit().await else {
+            return;
+        };
         let result = conn.ctx.client.get_presence(&conn.token, &slack_id).await;
         drop(permit);
         let card = {
             let mut people = conn.people();
-            let Some(t) = people.get_mut(&slack_id) else { continue };
+            let Some(t) = people.get_mut(&slack_id) else {
+                continue;
+            };
             if watched && t.last_presence.is_some_and(|l| l.elapsed() > interval * 2) {
                 METRICS.watched_presence_overdue.inc();
             }
@@ -310,7 +413,17 @@ async fn presence_loop(conn: Arc<Conn>) {
             t.card.clone()
         };
         match result {
-            Ok(p) => conn.observe(card, StatusPatch { presence: Some(p.presence()), stale: Some(false), ..Default::default() }).await,
+            Ok(p) => {
+                conn.observe(
+                    card,
+                    StatusPatch {
+                        presence: Some(p.presence()),
+                        stale: Some(false),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
             Err(SlackError::UserNotFound) => {}
             Err(e) => {
                 if conn.failed(&e).await {
@@ -326,9 +439,16 @@ async fn presence_loop(conn: Arc<Conn>) {
 
 async fn dnd_loop(conn: Arc<Conn>) {
     loop {
-        let ids: Vec<String> = conn.people().iter().filter(|(_, t)| t.trackable).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = conn
+            .people()
+            .iter()
+            .filter(|(_, t)| t.trackable)
+            .map(|(id, _)| id.clone())
+            .collect();
         for batch in ids.chunks(crate::sources::slack::DND_TEAM_BATCH) {
-            let Some(permit) = conn.permit().await else { return };
+            let Some(permit) = conn.permit().await else {
+                return;
+            };
             let result = conn.ctx.client.dnd_team_info(&conn.token, batch).await;
             drop(permit);
             match result {
@@ -336,10 +456,22 @@ async fn dnd_loop(conn: Arc<Conn>) {
                     let at = now();
                     let cards: Vec<_> = {
                         let people = conn.people();
-                        info.users.iter().filter_map(|(id, d)| people.get(id).map(|t| (t.card.clone(), d.at(at)))).collect()
+                        info.users
+                            .iter()
+                            .filter_map(|(id, d)| {
+                                people.get(id).map(|t| (t.card.clone(), d.at(at)))
+                            })
+                            .collect()
                     };
                     for (card, dnd) in cards {
-                        conn.observe(card, StatusPatch { dnd: Some(dnd), ..Default::default() }).await;
+                        conn.observe(
+                            card,
+                            StatusPatch {
+                                dnd: Some(dnd),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
                     }
                 }
                 Err(e) => {
@@ -408,17 +540,27 @@ pub fn record(u: &User) -> SlackUserRecord {
 
 /// Applies a user pushed by the Events API (`user_change` / `user_status_changed`): stores it and
 /// observes its custom status.
-pub async fn ingest_user(store: &Store, pipeline: &Pipeline, conn: &connection::Model, user: &User) -> crate::store::Result<()> {
+pub async fn ingest_user(
+    store: &Store,
+    pipeline: &Pipeline,
+    conn: &connection::Model,
+    user: &User,
+) -> crate::store::Result<()> {
     let mut rec = record(user);
     if rec.team_id.is_empty() {
         rec.team_id = conn.external_id.clone();
     }
-    let rows = store.upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(&rec)).await?;
+    let rows = store
+        .upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(&rec))
+        .await?;
     if let Some(row) = rows.into_iter().next().filter(trackable) {
         pipeline
             .observe(Observation {
                 person: Arc::new(row.card()),
-                patch: StatusPatch { custom: Some(user.profile.custom_status()), ..Default::default() },
+                patch: StatusPatch {
+                    custom: Some(user.profile.custom_status()),
+                    ..Default::default()
+                },
                 observed_at: now(),
                 source: Source::Slack,
             })
@@ -428,13 +570,22 @@ pub async fn ingest_user(store: &Store, pipeline: &Pipeline, conn: &connection::
 }
 
 /// Applies a pushed `dnd_updated_user`.
-pub async fn ingest_dnd(store: &Store, pipeline: &Pipeline, conn: &connection::Model, slack_id: &str, dnd: &DndInfo) -> crate::store::Result<()> {
+pub async fn ingest_dnd(
+    store: &Store,
+    pipeline: &Pipeline,
+    conn: &connection::Model,
+    slack_id: &str,
+    dnd: &DndInfo,
+) -> crate::store::Result<()> {
     let people = store.slack_people(conn.id).await?;
     if let Some((_, _, row)) = people.into_iter().find(|(id, _, _)| id == slack_id) {
         pipeline
             .observe(Observation {
                 person: Arc::new(row.card()),
-                patch: StatusPatch { dnd: Some(dnd.at(now())), ..Default::default() },
+                patch: StatusPatch {
+                    dnd: Some(dnd.at(now())),
+                    ..Default::default()
+                },
                 observed_at: now(),
                 source: Source::Slack,
             })

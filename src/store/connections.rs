@@ -97,7 +97,10 @@ impl Store {
     }
 
     /// Connections of one organization, or of all when `organization_id` is `None` (the poller).
-    pub async fn connections(&self, organization_id: Option<i64>) -> Result<Vec<connection::Model>> {
+    pub async fn connections(
+        &self,
+        organization_id: Option<i64>,
+    ) -> Result<Vec<connection::Model>> {
         let mut q = connection::Entity::find().order_by_asc(connection::Column::Id);
         if let Some(org) = organization_id {
             q = q.filter(connection::Column::OrganizationId.eq(org));
@@ -223,7 +226,10 @@ impl Store {
         error: Option<&str>,
     ) -> Result<()> {
         check::Entity::update_many()
-            .col_expr(check::Column::LastPolledAt, sea_orm::sea_query::Expr::value(at))
+            .col_expr(
+                check::Column::LastPolledAt,
+                sea_orm::sea_query::Expr::value(at),
+            )
             .col_expr(
                 check::Column::LastError,
                 sea_orm::sea_query::Expr::value(error.map(str::to_owned)),

@@ -76,7 +76,10 @@ impl Store {
         let mut rows = Vec::with_capacity(batch.len());
         for e in batch {
             let (seq, mut at) = match last.get(&e.person_id) {
-                Some((seq, prev_at)) => (seq + 1, (*prev_at + Duration::microseconds(1)).max(e.observed_at)),
+                Some((seq, prev_at)) => (
+                    seq + 1,
+                    (*prev_at + Duration::microseconds(1)).max(e.observed_at),
+                ),
                 None => (1, e.observed_at),
             };
             if at < e.observed_at {
@@ -90,7 +93,9 @@ impl Store {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
-            status_event::Entity::insert_many(chunk).exec_without_returning(&txn).await?;
+            status_event::Entity::insert_many(chunk)
+                .exec_without_returning(&txn)
+                .await?;
         }
 
         let heads: Vec<person_status::ActiveModel> = ids
@@ -108,7 +113,10 @@ impl Store {
             person_status::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::column(person_status::Column::PersonId)
-                        .update_columns([person_status::Column::Seq, person_status::Column::ObservedAt])
+                        .update_columns([
+                            person_status::Column::Seq,
+                            person_status::Column::ObservedAt,
+                        ])
                         .to_owned(),
                 )
                 .exec_without_returning(&txn)
@@ -119,7 +127,10 @@ impl Store {
     }
 
     /// The latest event of each given person (absent for people never observed).
-    pub async fn latest_events(&self, person_ids: &[i64]) -> Result<HashMap<i64, status_event::Model>> {
+    pub async fn latest_events(
+        &self,
+        person_ids: &[i64],
+    ) -> Result<HashMap<i64, status_event::Model>> {
         let mut out = HashMap::with_capacity(person_ids.len());
         for chunk in person_ids.chunks(INSERT_CHUNK) {
             let heads = person_status::Entity::find()
@@ -139,7 +150,11 @@ impl Store {
                         .add(status_event::Column::Seq.eq(h.seq)),
                 );
             }
-            for e in status_event::Entity::find().filter(cond).all(&self.db).await? {
+            for e in status_event::Entity::find()
+                .filter(cond)
+                .all(&self.db)
+                .await?
+            {
                 out.insert(e.person_id, e);
             }
         }
@@ -190,18 +205,34 @@ impl Store {
         } else {
             None
         };
-        Ok(HistoryPage { events, next_cursor })
+        Ok(HistoryPage {
+            events,
+            next_cursor,
+        })
     }
 
     /// Events of one person with seq greater than `after`, oldest first, at most `limit`: the
     /// replay behind a resumed subscription.
-    pub async fn events_after(&self, person_id: i64, after: i64, limit: u64) -> Result<Vec<status_event::Model>> {
-        Ok(self.history(person_id, None, None, Some(after), limit).await?.events)
+    pub async fn events_after(
+        &self,
+        person_id: i64,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<status_event::Model>> {
+        Ok(self
+            .history(person_id, None, None, Some(after), limit)
+            .await?
+            .events)
     }
 
     /// Time spent active/away/unknown, in DND, and per status text within `[from, to)`. The state
     /// at `from` is the last event before it.
-    pub async fn summary(&self, person_id: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
+    pub async fn summary(
+        &self,
+        person_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Summary> {
         let before = status_event::Entity::find()
             .filter(status_event::Column::PersonId.eq(person_id))
             .filter(status_event::Column::ObservedAt.lt(from))
@@ -215,8 +246,13 @@ impl Store {
             .order_by_asc(status_event::Column::Seq)
             .all(&self.db)
             .await?;
-        let mut s = Summary { from, to, ..Summary::default() };
-        let mut spans: Vec<(DateTime<Utc>, status_event::Model)> = Vec::with_capacity(within.len() + 1);
+        let mut s = Summary {
+            from,
+            to,
+            ..Summary::default()
+        };
+        let mut spans: Vec<(DateTime<Utc>, status_event::Model)> =
+            Vec::with_capacity(within.len() + 1);
         if let Some(b) = before {
             spans.push((from, b));
         }
@@ -250,7 +286,8 @@ fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveM
         dnd_until: Set(e.status.dnd.until),
         stale: Set(e.status.stale),
         changed: Set(changed.join(",")),
-        previous: Set((!e.previous.is_empty()).then(|| serde_json::Value::Object(e.previous.clone()).to_string())),
+        previous: Set((!e.previous.is_empty())
+            .then(|| serde_json::Value::Object(e.previous.clone()).to_string())),
         extra: Set(None),
         source: Set(e.source.as_str().to_owned()),
         ..Default::default()
@@ -265,7 +302,10 @@ impl status_event::Model {
             text: self.status_text.clone(),
             emoji: self.status_emoji.clone(),
             expires_at: self.status_expires_at,
-            dnd: Dnd { enabled: self.dnd_enabled, until: self.dnd_until },
+            dnd: Dnd {
+                enabled: self.dnd_enabled,
+                until: self.dnd_until,
+            },
             stale: self.stale,
         }
     }

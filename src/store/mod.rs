@@ -52,6 +52,7 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -60,6 +61,20 @@ impl Store {
     /// SQLite files run in WAL mode so the API can read while the writer commits; an in-memory
     /// SQLite database keeps one connection because each connection would see its own database.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with(url, None).await
+    }
+
+    /// A store on one connection, for migrations: sea-orm-migration takes a session-level lock on
+    /// PostgreSQL, which must be released on the connection that took it, not on another one of a
+    /// pool.
+    pub async fn single(&self) -> Result<Store> {
+        if self.backend() == DbBackend::Sqlite {
+            return Ok(self.clone());
+        }
+        Self::connect_with(&self.url, Some(1)).await
+    }
+
+    async fn connect_with(url: &str, max: Option<u32>) -> Result<Store> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
@@ -77,15 +92,22 @@ impl Store {
                     .foreign_keys(true)
             });
         } else {
-            opts.max_connections(16).min_connections(1);
+            opts.max_connections(max.unwrap_or(16)).min_connections(1);
         }
         let db = Database::connect(opts).await?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            url: url.into(),
+        })
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
-        Migrator::up(&self.db, None).await?;
+        let single = self.single().await?;
+        Migrator::up(&single.db, None).await?;
+        if single.backend() != DbBackend::Sqlite {
+            single.db.close_by_ref().await?;
+        }
         Ok(())
     }
 
@@ -105,8 +127,8 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+#[doc(hidden)]
+pub mod testing {
     //! A fresh database per test: in-memory SQLite, or a new PostgreSQL database named
     //! `chex_test_<uuid>` when `CHEX_TEST_DATABASE_URL` is set, dropped again when the test ends.
     use super::Store;
@@ -120,7 +142,18 @@ pub(crate) mod testing {
         pub async fn sqlite() -> TestDb {
             let store = Store::connect("sqlite::memory:").await.expect("sqlite");
             store.migrate().await.expect("migrate");
-            TestDb { store, drop_pg: None }
+            TestDb {
+                store,
+                drop_pg: None,
+            }
+        }
+
+        /// Wraps a store the caller opened (nothing is dropped at the end).
+        pub fn wrap(store: Store) -> TestDb {
+            TestDb {
+                store,
+                drop_pg: None,
+            }
         }
 
         /// `None` (with a printed reason) when no PostgreSQL is configured; a panic under CI.
@@ -136,7 +169,9 @@ pub(crate) mod testing {
                 }
             };
             let name = format!("chex_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = Store::connect(&admin_url).await.expect("connect to PostgreSQL");
+            let admin = Store::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
             use sea_orm::ConnectionTrait;
             admin
                 .db
@@ -146,7 +181,10 @@ pub(crate) mod testing {
             let url = replace_db_name(&admin_url, &name);
             let store = Store::connect(&url).await.expect("connect test database");
             store.migrate().await.expect("migrate");
-            Some(TestDb { store, drop_pg: Some((admin_url, name)) })
+            Some(TestDb {
+                store,
+                drop_pg: Some((admin_url, name)),
+            })
         }
     }
 
@@ -159,13 +197,15 @@ pub(crate) mod testing {
     impl Drop for TestDb {
         fn drop(&mut self) {
             if let Some((admin_url, name)) = self.drop_pg.take() {
-                // The test's runtime is going away; drop the database from a thread of its own.
-                let store = self.store.clone();
+                // The test's runtime is blocked in this drop, so the pool (whose connections live on
+                // that runtime) is left alone: a fresh admin connection on a runtime of its own
+                // drops the database, and FORCE ends the pool's sessions.
                 std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
                     if let Ok(rt) = rt {
                         rt.block_on(async move {
-                            let _ = store.db.close_by_ref().await;
                             if let Ok(admin) = Store::connect(&admin_url).await {
                                 use sea_orm::ConnectionTrait;
                                 let _ = admin

@@ -174,8 +174,11 @@ impl Store {
         if let Some(text) = f.query.as_deref().filter(|t| !t.is_empty()) {
             let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
             q = q.filter(
-                Expr::expr(Func::lower(Expr::col((person::Entity, person::Column::Name))))
-                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+                Expr::expr(Func::lower(Expr::col((
+                    person::Entity,
+                    person::Column::Name,
+                ))))
+                .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
             );
         }
         let people = q.all(&self.db).await?;
@@ -256,9 +259,15 @@ impl Store {
                     slack_id: u.as_ref().map(|u| u.slack_id.clone()),
                     team_id: u.as_ref().map(|u| u.team_id.clone()),
                     name: p.name,
-                    display_name: prof.as_ref().map(|p| p.display_name.clone()).unwrap_or_default(),
+                    display_name: prof
+                        .as_ref()
+                        .map(|p| p.display_name.clone())
+                        .unwrap_or_default(),
                     email: p.email,
-                    image_72: prof.as_ref().map(|p| p.image_72.clone()).unwrap_or_default(),
+                    image_72: prof
+                        .as_ref()
+                        .map(|p| p.image_72.clone())
+                        .unwrap_or_default(),
                     deleted: u.as_ref().is_some_and(|u| u.deleted),
                     is_bot: u.as_ref().is_some_and(|u| u.is_bot),
                     tz: u.as_ref().and_then(|u| u.tz.clone()),
@@ -270,7 +279,9 @@ impl Store {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn person_row(organization_id: i64, row: &slack_user::Model, u: &SlackUserRecord) -> PersonRow {

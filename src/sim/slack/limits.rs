@@ -24,7 +24,10 @@ struct State {
 
 impl Limits {
     pub fn new(scale: Option<f64>) -> Limits {
-        Limits { scale, state: Mutex::new(State::default()) }
+        Limits {
+            scale,
+            state: Mutex::new(State::default()),
+        }
     }
 
     /// Counts the call; `Err(retry_after)` when it is over the limit.
@@ -36,8 +39,14 @@ impl Limits {
         };
         let limit = (tier_of(method).per_minute() * scale).floor().max(1.0) as usize;
         let now = Instant::now();
-        let window = s.windows.entry((token.to_owned(), method.to_owned())).or_default();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        let window = s
+            .windows
+            .entry((token.to_owned(), method.to_owned()))
+            .or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             window.pop_front();
         }
         if window.len() >= limit {
@@ -45,7 +54,9 @@ impl Limits {
             let retry = WINDOW.saturating_sub(now.duration_since(oldest));
             s.rejected += 1;
             // Slack's Retry-After is whole seconds, rounded up.
-            return Err(Duration::from_secs(retry.as_secs() + u64::from(retry.subsec_nanos() > 0)));
+            return Err(Duration::from_secs(
+                retry.as_secs() + u64::from(retry.subsec_nanos() > 0),
+            ));
         }
         window.push_back(now);
         Ok(())
@@ -57,6 +68,9 @@ impl Limits {
     }
 
     pub fn rejected(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).rejected
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rejected
     }
 }

@@ -46,23 +46,41 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { rate_scale: Some(1.0), life_interval: None, seed: 42 }
+        SimOptions {
+            rate_scale: Some(1.0),
+            life_interval: None,
+            seed: 42,
+        }
     }
 }
 
 impl SlackSim {
     /// Binds `listener` and serves the given workspaces until the handle's `stop` (or drop of
     /// every clone) — the server task ends with the token.
-    pub async fn start(listener: TcpListener, workspaces: Vec<WorkspaceSpec>, opts: SimOptions) -> std::io::Result<SlackSim> {
+    pub async fn start(
+        listener: TcpListener,
+        workspaces: Vec<WorkspaceSpec>,
+        opts: SimOptions,
+    ) -> std::io::Result<SlackSim> {
         let addr = listener.local_addr()?;
-        let world = Arc::new(Mutex::new(World::new(&workspaces, opts.seed, format!("http://{addr}"))));
+        let world = Arc::new(Mutex::new(World::new(
+            &workspaces,
+            opts.seed,
+            format!("http://{addr}"),
+        )));
         let limits = Arc::new(Limits::new(opts.rate_scale));
         let shutdown = CancellationToken::new();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(std::io::Error::other)?;
-        let sim = SlackSim { world, limits, addr, shutdown, http };
+        let sim = SlackSim {
+            world,
+            limits,
+            addr,
+            shutdown,
+            http,
+        };
         tokio::spawn(server::serve(listener, sim.clone()));
         if let Some(every) = opts.life_interval {
             tokio::spawn(sim.clone().live(every));
@@ -111,7 +129,14 @@ impl SlackSim {
     }
 
     /// Sets a user's custom status as Slack would (profile edit), pushing `user_change`.
-    pub async fn set_status(&self, team: &str, user: &str, text: &str, emoji: &str, expiration: i64) -> bool {
+    pub async fn set_status(
+        &self,
+        team: &str,
+        user: &str,
+        text: &str,
+        emoji: &str,
+        expiration: i64,
+    ) -> bool {
         let push = self.with(|w| w.set_status(team, user, text, emoji, expiration));
         let ok = push.is_some();
         self.push(push.into_iter().collect()).await;

@@ -22,20 +22,27 @@ pub async fn serve(listener: TcpListener, sim: SlackSim) {
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::body::bytes())
-        .then(move |method: String, auth: Option<String>, query: HashMap<String, String>, body: Bytes| {
-            let sim = s.clone();
-            async move { api(&sim, &method, auth, query, &body).await }
-        });
+        .then(
+            move |method: String,
+                  auth: Option<String>,
+                  query: HashMap<String, String>,
+                  body: Bytes| {
+                let sim = s.clone();
+                async move { api(&sim, &method, auth, query, &body).await }
+            },
+        );
     let s = sim.clone();
     let control = warp::path(String::from("_sim"))
         .and(warp::path::tail())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::body::bytes())
-        .then(move |tail: warp::path::Tail, q: HashMap<String, String>, body: Bytes| {
-            let sim = s.clone();
-            let path = tail.as_str().to_owned();
-            async move { control(&sim, &path, q, &body).await }
-        });
+        .then(
+            move |tail: warp::path::Tail, q: HashMap<String, String>, body: Bytes| {
+                let sim = s.clone();
+                let path = tail.as_str().to_owned();
+                async move { control(&sim, &path, q, &body).await }
+            },
+        );
     warp::serve(api.or(control).unify())
         .incoming(listener)
         .graceful(async move { shutdown.cancelled().await })
@@ -44,14 +51,25 @@ pub async fn serve(listener: TcpListener, sim: SlackSim) {
 }
 
 fn slack_json(v: Value) -> Resp {
-    warp::reply::with_header(warp::reply::json(&v), "content-type", "application/json; charset=utf-8").into_response()
+    warp::reply::with_header(
+        warp::reply::json(&v),
+        "content-type",
+        "application/json; charset=utf-8",
+    )
+    .into_response()
 }
 
 fn slack_error(code: &str) -> Resp {
     slack_json(json!({"ok": false, "error": code}))
 }
 
-async fn api(sim: &SlackSim, method: &str, auth: Option<String>, query: HashMap<String, String>, body: &[u8]) -> Resp {
+async fn api(
+    sim: &SlackSim,
+    method: &str,
+    auth: Option<String>,
+    query: HashMap<String, String>,
+    body: &[u8],
+) -> Resp {
     // Slack takes arguments in the query string or a form body, and the token as a bearer header
     // or a `token` argument.
     let mut args = query;
@@ -89,7 +107,14 @@ async fn api(sim: &SlackSim, method: &str, auth: Option<String>, query: HashMap<
     if let Err(retry) = sim.limits.check(&token, method) {
         let mut r = slack_json(json!({"ok": false, "error": "ratelimited"}));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        r.headers_mut().insert("retry-after", retry.as_secs().to_string().parse().expect("digits are a header value"));
+        r.headers_mut().insert(
+            "retry-after",
+            retry
+                .as_secs()
+                .to_string()
+                .parse()
+                .expect("digits are a header value"),
+        );
         return r;
     }
     if slow > 0 {
@@ -98,7 +123,8 @@ async fn api(sim: &SlackSim, method: &str, auth: Option<String>, query: HashMap<
     match fault {
         Some("revoked") => return slack_error("token_revoked"),
         Some("500") => {
-            let mut r = warp::reply::html("<html><body>Internal Server Error</body></html>").into_response();
+            let mut r = warp::reply::html("<html><body>Internal Server Error</body></html>")
+                .into_response();
             *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             return r;
         }
@@ -135,7 +161,12 @@ async fn api(sim: &SlackSim, method: &str, auth: Option<String>, query: HashMap<
             }
         })),
         "users.list" => {
-            let limit = args.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0).unwrap_or(100).min(1000);
+            let limit = args
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(100)
+                .min(1000);
             let start = match args.get("cursor").filter(|c| !c.is_empty()) {
                 None => 0,
                 Some(c) => match decode_cursor(c) {
@@ -144,8 +175,15 @@ async fn api(sim: &SlackSim, method: &str, auth: Option<String>, query: HashMap<
                 },
             };
             let end = (start + limit).min(ws.users.len());
-            let members: Vec<Value> = ws.users[start.min(end)..end].iter().map(user_json).collect();
-            let next = if end < ws.users.len() { encode_cursor(ws.cursor_epoch, end) } else { String::new() };
+            let members: Vec<Value> = ws.users[start.min(end)..end]
+                .iter()
+                .map(user_json)
+                .collect();
+            let next = if end < ws.users.len() {
+                encode_cursor(ws.cursor_epoch, end)
+            } else {
+                String::new()
+            };
             slack_json(json!({
                 "ok": true,
                 "members": members,
@@ -165,7 +203,9 @@ async fn api(sim: &SlackSim, method: &str, auth: Option<String>, query: HashMap<
                 }));
             }
             match ws.index_of(&user_arg) {
-                Some(i) => slack_json(json!({"ok": true, "presence": if ws.presence[i] { "active" } else { "away" }})),
+                Some(i) => slack_json(
+                    json!({"ok": true, "presence": if ws.presence[i] { "active" } else { "away" }}),
+                ),
                 None => slack_error("user_not_found"),
             }
         }
@@ -233,9 +273,22 @@ async fn control(sim: &SlackSim, path: &str, q: HashMap<String, String>, body: &
         return avatar(sim, file.trim_end_matches(".svg"));
     }
     if path == "stats" {
-        let methods = ["auth.test", "team.info", "users.list", "users.info", "users.getPresence", "users.profile.get", "dnd.info", "dnd.teamInfo"];
-        let calls: HashMap<String, u64> = methods.iter().map(|m| (m.to_string(), sim.calls(m))).collect();
-        return warp::reply::json(&json!({"calls": calls, "rate_limited": sim.rate_limited()})).into_response();
+        let methods = [
+            "auth.test",
+            "team.info",
+            "users.list",
+            "users.info",
+            "users.getPresence",
+            "users.profile.get",
+            "dnd.info",
+            "dnd.teamInfo",
+        ];
+        let calls: HashMap<String, u64> = methods
+            .iter()
+            .map(|m| (m.to_string(), sim.calls(m)))
+            .collect();
+        return warp::reply::json(&json!({"calls": calls, "rate_limited": sim.rate_limited()}))
+            .into_response();
     }
     if path == "users" {
         let team = q.get("team").cloned().unwrap_or_default();
@@ -268,7 +321,16 @@ async fn control(sim: &SlackSim, path: &str, q: HashMap<String, String>, body: &
             sim.set_events_url(b.url.clone());
             true
         }
-        "status" => sim.set_status(&team, &user, b.text.as_deref().unwrap_or(""), b.emoji.as_deref().unwrap_or(""), b.expiration.unwrap_or(0)).await,
+        "status" => {
+            sim.set_status(
+                &team,
+                &user,
+                b.text.as_deref().unwrap_or(""),
+                b.emoji.as_deref().unwrap_or(""),
+                b.expiration.unwrap_or(0),
+            )
+            .await
+        }
         "presence" => sim.set_presence(&team, &user, b.presence.as_deref() == Some("active")),
         "dnd" => {
             let push = sim.with(|w| w.set_dnd(&team, &user, b.minutes.unwrap_or(0)));
@@ -283,7 +345,9 @@ async fn control(sim: &SlackSim, path: &str, q: HashMap<String, String>, body: &
             ok
         }
         "faults" => sim.with(|w| {
-            let Some(ws) = w.by_team(&team) else { return false };
+            let Some(ws) = w.by_team(&team) else {
+                return false;
+            };
             if let Some(r) = b.revoked {
                 ws.faults.revoked = r;
             }
@@ -303,7 +367,11 @@ async fn control(sim: &SlackSim, path: &str, q: HashMap<String, String>, body: &
         }),
         _ => return not_found(),
     };
-    if ok { warp::reply::json(&json!({"ok": true})).into_response() } else { not_found() }
+    if ok {
+        warp::reply::json(&json!({"ok": true})).into_response()
+    } else {
+        not_found()
+    }
 }
 
 fn not_found() -> Resp {
@@ -315,9 +383,19 @@ fn not_found() -> Resp {
 /// An SVG disc with the person's initials, so the dashboard has faces without the internet.
 fn avatar(sim: &SlackSim, id: &str) -> Resp {
     let found = sim.with(|w| {
-        w.workspaces.iter().find_map(|ws| ws.users.iter().find(|u| u.id == id).map(|u| (u.profile.first_name.clone(), u.profile.last_name.clone(), u.color.clone())))
+        w.workspaces.iter().find_map(|ws| {
+            ws.users.iter().find(|u| u.id == id).map(|u| {
+                (
+                    u.profile.first_name.clone(),
+                    u.profile.last_name.clone(),
+                    u.color.clone(),
+                )
+            })
+        })
     });
-    let Some((first, last, color)) = found else { return not_found() };
+    let Some((first, last, color)) = found else {
+        return not_found();
+    };
     let initials: String = first.chars().take(1).chain(last.chars().take(1)).collect();
     let svg = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 72 72"><rect width="72" height="72" rx="12" fill="#{color}"/><text x="36" y="46" font-family="sans-serif" font-size="28" fill="#fff" text-anchor="middle">{}</text></svg>"##,
@@ -327,5 +405,7 @@ fn avatar(sim: &SlackSim, id: &str) -> Resp {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

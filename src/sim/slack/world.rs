@@ -74,7 +74,12 @@ impl SimWorkspace {
         }
         for d in &mut self.dnd {
             if d.dnd_enabled && d.next_dnd_end_ts <= now {
-                *d = DndInfo { dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1, ..DndInfo::default() };
+                *d = DndInfo {
+                    dnd_enabled: false,
+                    next_dnd_start_ts: 1,
+                    next_dnd_end_ts: 1,
+                    ..DndInfo::default()
+                };
             }
         }
     }
@@ -105,16 +110,35 @@ impl World {
         let workspaces = specs
             .iter()
             .map(|spec| {
-                let users: Vec<User> = (0..spec.users).map(|i| make_user(&mut rng, spec, i, &base_url)).collect();
+                let users: Vec<User> = (0..spec.users)
+                    .map(|i| make_user(&mut rng, spec, i, &base_url))
+                    .collect();
                 let presence = users.iter().map(|_| rng.random_bool(0.6)).collect();
                 let dnd = users
                     .iter()
-                    .map(|_| DndInfo { dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1, ..DndInfo::default() })
+                    .map(|_| DndInfo {
+                        dnd_enabled: false,
+                        next_dnd_start_ts: 1,
+                        next_dnd_end_ts: 1,
+                        ..DndInfo::default()
+                    })
                     .collect();
-                SimWorkspace { spec: spec.clone(), users, presence, dnd, faults: Faults::default(), cursor_epoch: 1 }
+                SimWorkspace {
+                    spec: spec.clone(),
+                    users,
+                    presence,
+                    dnd,
+                    faults: Faults::default(),
+                    cursor_epoch: 1,
+                }
             })
             .collect();
-        World { workspaces, events_url: None, rng, event_counter: 0 }
+        World {
+            workspaces,
+            events_url: None,
+            rng,
+            event_counter: 0,
+        }
     }
 
     pub fn by_token(&mut self, token: &str) -> Option<&mut SimWorkspace> {
@@ -126,8 +150,12 @@ impl World {
     }
 
     pub fn set_presence(&mut self, team: &str, user: &str, active: bool) -> bool {
-        let Some(ws) = self.by_team(team) else { return false };
-        let Some(i) = ws.index_of(user) else { return false };
+        let Some(ws) = self.by_team(team) else {
+            return false;
+        };
+        let Some(i) = ws.index_of(user) else {
+            return false;
+        };
         ws.presence[i] = active;
         true
     }
@@ -137,9 +165,19 @@ impl World {
         let ws = self.by_team(team)?;
         let i = ws.index_of(user)?;
         ws.dnd[i] = if minutes > 0 {
-            DndInfo { dnd_enabled: true, next_dnd_start_ts: now - 1, next_dnd_end_ts: now + minutes * 60, ..DndInfo::default() }
+            DndInfo {
+                dnd_enabled: true,
+                next_dnd_start_ts: now - 1,
+                next_dnd_end_ts: now + minutes * 60,
+                ..DndInfo::default()
+            }
         } else {
-            DndInfo { dnd_enabled: false, next_dnd_start_ts: 1, next_dnd_end_ts: 1, ..DndInfo::default() }
+            DndInfo {
+                dnd_enabled: false,
+                next_dnd_start_ts: 1,
+                next_dnd_end_ts: 1,
+                ..DndInfo::default()
+            }
         };
         let event = json!({
             "type": "dnd_updated_user",
@@ -155,7 +193,14 @@ impl World {
     }
 
     /// Sets a custom status; `expiration` is unix seconds (0 = none).
-    pub fn set_status(&mut self, team: &str, user: &str, text: &str, emoji: &str, expiration: i64) -> Option<Push> {
+    pub fn set_status(
+        &mut self,
+        team: &str,
+        user: &str,
+        text: &str,
+        emoji: &str,
+        expiration: i64,
+    ) -> Option<Push> {
         let ws = self.by_team(team)?;
         let i = ws.index_of(user)?;
         let u = &mut ws.users[i];
@@ -200,17 +245,28 @@ impl World {
                         ws.presence[i] = !ws.presence[i];
                     }
                     45..75 => {
-                        let (text, emoji, minutes) = STATUSES[self.rng.random_range(0..STATUSES.len())];
+                        let (text, emoji, minutes) =
+                            STATUSES[self.rng.random_range(0..STATUSES.len())];
                         let exp = if minutes > 0 { now + minutes * 60 } else { 0 };
                         pushes.extend(self.set_status(&team, &user, text, emoji, exp));
                     }
                     75..88 => pushes.extend(self.set_status(&team, &user, "", "", 0)),
                     88..97 => {
-                        let minutes = if self.workspaces[wi].dnd[i].dnd_enabled { 0 } else { self.rng.random_range(5..60) };
+                        let minutes = if self.workspaces[wi].dnd[i].dnd_enabled {
+                            0
+                        } else {
+                            self.rng.random_range(5..60)
+                        };
                         pushes.extend(self.set_dnd(&team, &user, minutes));
                     }
                     _ => {
-                        let titles = ["Engineer", "Senior Engineer", "Designer", "Product Manager", "SRE"];
+                        let titles = [
+                            "Engineer",
+                            "Senior Engineer",
+                            "Designer",
+                            "Product Manager",
+                            "SRE",
+                        ];
                         let title = titles[self.rng.random_range(0..titles.len())];
                         let ws = &mut self.workspaces[wi];
                         ws.users[i].profile.title = title.to_owned();
@@ -254,14 +310,23 @@ impl World {
         .to_string();
         let timestamp = now.to_string();
         let signature = sign(&secret, &timestamp, body.as_bytes());
-        Some(Push { url, timestamp, signature, body })
+        Some(Push {
+            url,
+            timestamp,
+            signature,
+            body,
+        })
     }
 }
 
 fn make_user(rng: &mut StdRng, spec: &WorkspaceSpec, i: usize, base: &str) -> User {
     let first = FIRST[i % FIRST.len()];
     let last = LAST[(i / FIRST.len() + i * 7) % LAST.len()];
-    let handle = if i < FIRST.len() { first.to_lowercase() } else { format!("{}{}", first.to_lowercase(), i) };
+    let handle = if i < FIRST.len() {
+        first.to_lowercase()
+    } else {
+        format!("{}{}", first.to_lowercase(), i)
+    };
     let id = format!("U{:08X}", 0x1000_0000u32.wrapping_add(i as u32 * 7919));
     let avatar = |size: u32| format!("{base}/_sim/avatar/{id}.svg?s={size}");
     let real = format!("{first} {last}");
@@ -284,7 +349,10 @@ fn make_user(rng: &mut StdRng, spec: &WorkspaceSpec, i: usize, base: &str) -> Us
             avatar_hash: format!("g{:011x}", rng.random::<u64>() & 0xfff_ffff_ffff),
             display_name: handle.clone(),
             display_name_normalized: handle.clone(),
-            email: Some(format!("{handle}@{}.example.com", spec.team_id.to_lowercase())),
+            email: Some(format!(
+                "{handle}@{}.example.com",
+                spec.team_id.to_lowercase()
+            )),
             first_name: first.into(),
             last_name: last.into(),
             image_24: avatar(24),
@@ -312,7 +380,7 @@ fn make_user(rng: &mut StdRng, spec: &WorkspaceSpec, i: usize, base: &str) -> Us
         is_ultra_restricted: false,
         is_bot: false,
         is_app_user: false,
-        has_2fa: i % 3 == 0,
+        has_2fa: i.is_multiple_of(3),
         updated: 1_700_000_000 + i as i64,
     }
 }
@@ -325,7 +393,17 @@ pub fn user_json(u: &User) -> Value {
         o.insert("is_email_confirmed".into(), json!(true));
         o.insert("who_can_share_contact_card".into(), json!("EVERYONE"));
         if u.deleted {
-            for k in ["tz", "tz_label", "tz_offset", "is_admin", "is_owner", "is_primary_owner", "is_restricted", "is_ultra_restricted", "has_2fa"] {
+            for k in [
+                "tz",
+                "tz_label",
+                "tz_offset",
+                "is_admin",
+                "is_owner",
+                "is_primary_owner",
+                "is_restricted",
+                "is_ultra_restricted",
+                "has_2fa",
+            ] {
                 o.remove(k);
             }
         }

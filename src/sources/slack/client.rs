@@ -38,7 +38,11 @@ impl SlackClient {
             .user_agent(concat!("chex/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SlackError::Transport(e.to_string()))?;
-        Ok(SlackClient { http, base: base.trim_end_matches('/').to_owned(), governor })
+        Ok(SlackClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            governor,
+        })
     }
 
     pub fn governor(&self) -> &Governor {
@@ -54,7 +58,12 @@ impl SlackClient {
     }
 
     /// One page of `users.list`; pass the previous page's `next_cursor` (empty for the first).
-    pub async fn users_list_page(&self, token: &str, cursor: &str, limit: u32) -> Result<UsersList, SlackError> {
+    pub async fn users_list_page(
+        &self,
+        token: &str,
+        cursor: &str,
+        limit: u32,
+    ) -> Result<UsersList, SlackError> {
         let limit = limit.clamp(1, USERS_LIST_LIMIT).to_string();
         let mut q = vec![("limit", limit)];
         if !cursor.is_empty() {
@@ -68,7 +77,9 @@ impl SlackClient {
         let mut out = Vec::new();
         let mut cursor = String::new();
         loop {
-            let page = self.users_list_page(token, &cursor, USERS_LIST_LIMIT).await?;
+            let page = self
+                .users_list_page(token, &cursor, USERS_LIST_LIMIT)
+                .await?;
             out.extend(page.members);
             cursor = page.response_metadata.next_cursor;
             if cursor.is_empty() {
@@ -78,25 +89,35 @@ impl SlackClient {
     }
 
     pub async fn users_info(&self, token: &str, user: &str) -> Result<User, SlackError> {
-        let r: UsersInfo = self.call(token, "users.info", &[("user", user.to_owned())]).await?;
+        let r: UsersInfo = self
+            .call(token, "users.info", &[("user", user.to_owned())])
+            .await?;
         Ok(r.user)
     }
 
     pub async fn get_presence(&self, token: &str, user: &str) -> Result<UserPresence, SlackError> {
-        self.call(token, "users.getPresence", &[("user", user.to_owned())]).await
+        self.call(token, "users.getPresence", &[("user", user.to_owned())])
+            .await
     }
 
     pub async fn profile_get(&self, token: &str, user: &str) -> Result<Profile, SlackError> {
-        let r: ProfileGet = self.call(token, "users.profile.get", &[("user", user.to_owned())]).await?;
+        let r: ProfileGet = self
+            .call(token, "users.profile.get", &[("user", user.to_owned())])
+            .await?;
         Ok(r.profile)
     }
 
     pub async fn dnd_info(&self, token: &str, user: &str) -> Result<DndInfo, SlackError> {
-        self.call(token, "dnd.info", &[("user", user.to_owned())]).await
+        self.call(token, "dnd.info", &[("user", user.to_owned())])
+            .await
     }
 
     /// DND of up to [`DND_TEAM_BATCH`] users.
-    pub async fn dnd_team_info(&self, token: &str, users: &[String]) -> Result<DndTeamInfo, SlackError> {
+    pub async fn dnd_team_info(
+        &self,
+        token: &str,
+        users: &[String],
+    ) -> Result<DndTeamInfo, SlackError> {
         let users = users[..users.len().min(DND_TEAM_BATCH)].join(",");
         self.call(token, "dnd.teamInfo", &[("users", users)]).await
     }
@@ -167,14 +188,18 @@ impl SlackClient {
         if !status.is_success() {
             return Err(SlackError::Http(status.as_u16()));
         }
-        let body = resp.bytes().await.map_err(|e| SlackError::Transport(without_url(e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SlackError::Transport(without_url(e)))?;
         parse(&body)
     }
 }
 
 /// Reads a Slack body: `ok:false` becomes the typed error, `ok:true` the typed payload.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, SlackError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| SlackError::Malformed(e.to_string()))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| SlackError::Malformed(e.to_string()))?;
     if !env.ok {
         let code = env.error.unwrap_or_else(|| "unknown_error".into());
         return Err(SlackError::from_code(&code, env.needed, env.provided));

@@ -52,7 +52,9 @@ impl SlackError {
             },
             "user_not_found" => SlackError::UserNotFound,
             "invalid_cursor" => SlackError::InvalidCursor,
-            "ratelimited" => SlackError::RateLimited { retry_after: Duration::from_secs(60) },
+            "ratelimited" => SlackError::RateLimited {
+                retry_after: Duration::from_secs(60),
+            },
             other => SlackError::Api(other.to_owned()),
         }
     }

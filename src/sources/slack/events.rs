@@ -27,7 +27,8 @@ pub enum SignatureError {
 
 /// The signature Slack would send for this body.
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(b"v0:");
     mac.update(timestamp.as_bytes());
     mac.update(b":");
@@ -47,7 +48,10 @@ pub fn verify(
     let (Some(ts), Some(sig)) = (timestamp, signature) else {
         return Err(SignatureError::Missing);
     };
-    let t: i64 = ts.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+    let t: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
     if (now_unix - t).abs() > MAX_SKEW_SECS {
         return Err(SignatureError::Stale);
     }
@@ -78,7 +82,10 @@ pub enum Event {
     UserChange(Box<User>),
     /// Carries the user with (part of) the profile: the custom status changed.
     UserStatusChanged(Box<User>),
-    DndUpdatedUser { user: String, dnd: DndInfo },
+    DndUpdatedUser {
+        user: String,
+        dnd: DndInfo,
+    },
     /// Any other type: acknowledged and counted.
     Other(String),
 }
@@ -101,10 +108,15 @@ impl Event {
         let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or_default();
         Ok(match kind {
             "user_change" => Event::UserChange(Box::new(UserEvent::deserialize(v)?.user)),
-            "user_status_changed" => Event::UserStatusChanged(Box::new(UserEvent::deserialize(v)?.user)),
+            "user_status_changed" => {
+                Event::UserStatusChanged(Box::new(UserEvent::deserialize(v)?.user))
+            }
             "dnd_updated_user" => {
                 let e = DndEvent::deserialize(v)?;
-                Event::DndUpdatedUser { user: e.user, dnd: e.dnd_status }
+                Event::DndUpdatedUser {
+                    user: e.user,
+                    dnd: e.dnd_status,
+                }
             }
             other => Event::Other(other.to_owned()),
         })
@@ -123,7 +135,10 @@ mod tests {
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
         let sig = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
         assert_eq!(sign(SECRET, "1531420618", body), sig);
-        assert_eq!(verify(SECRET, Some("1531420618"), Some(sig), body, 1531420618 + 10), Ok(()));
+        assert_eq!(
+            verify(SECRET, Some("1531420618"), Some(sig), body, 1531420618 + 10),
+            Ok(())
+        );
     }
 
     #[test]
@@ -132,14 +147,35 @@ mod tests {
         let now = 1_700_000_000;
         let ts = now.to_string();
         let good = sign(SECRET, &ts, body);
-        assert_eq!(verify(SECRET, Some(&ts), None, body, now), Err(SignatureError::Missing));
-        assert_eq!(verify(SECRET, None, Some(&good), body, now), Err(SignatureError::Missing));
-        assert_eq!(verify("other", Some(&ts), Some(&good), body, now), Err(SignatureError::Mismatch));
-        assert_eq!(verify(SECRET, Some(&ts), Some(&good), b"{}", now), Err(SignatureError::Mismatch));
         assert_eq!(
-            verify(SECRET, Some(&ts), Some(&good), body, now + MAX_SKEW_SECS + 1),
+            verify(SECRET, Some(&ts), None, body, now),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(SECRET, None, Some(&good), body, now),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify("other", Some(&ts), Some(&good), body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(SECRET, Some(&ts), Some(&good), b"{}", now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(
+                SECRET,
+                Some(&ts),
+                Some(&good),
+                body,
+                now + MAX_SKEW_SECS + 1
+            ),
             Err(SignatureError::Stale)
         );
-        assert_eq!(verify(SECRET, Some("abc"), Some(&good), body, now), Err(SignatureError::BadTimestamp));
+        assert_eq!(
+            verify(SECRET, Some("abc"), Some(&good), body, now),
+            Err(SignatureError::BadTimestamp)
+        );
     }
 }

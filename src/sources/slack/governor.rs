@@ -117,10 +117,18 @@ pub struct Governor {
 impl Governor {
     /// `scale` multiplies every published rate (1 for real Slack).
     pub fn new(scale: f64) -> Governor {
-        Governor { scale, buckets: Mutex::new(HashMap::new()) }
+        Governor {
+            scale,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
-    fn with_bucket<R>(&self, key: &str, method: &'static str, f: impl FnOnce(&mut Bucket, Instant) -> R) -> R {
+    fn with_bucket<R>(
+        &self,
+        key: &str,
+        method: &'static str,
+        f: impl FnOnce(&mut Bucket, Instant) -> R,
+    ) -> R {
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = map
@@ -138,7 +146,9 @@ impl Governor {
                 Err(wait) => tokio::time::sleep(wait).await,
             }
         }
-        METRICS.slack_wait_micros.add(started.elapsed().as_micros() as u64);
+        METRICS
+            .slack_wait_micros
+            .add(started.elapsed().as_micros() as u64);
     }
 
     /// How long a call would wait right now (0 if it could go), without taking a slot.
@@ -148,7 +158,11 @@ impl Governor {
                 return until - now;
             }
             b.refill(now);
-            if b.tokens >= 1.0 { Duration::ZERO } else { Duration::from_secs_f64((1.0 - b.tokens) / b.per_sec) }
+            if b.tokens >= 1.0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64((1.0 - b.tokens) / b.per_sec)
+            }
         })
     }
 
@@ -166,7 +180,9 @@ impl Governor {
     pub fn failed(&self, key: &str, method: &'static str) -> Duration {
         self.with_bucket(key, method, |b, now| {
             b.failures = b.failures.saturating_add(1);
-            let exp = BACKOFF_BASE.saturating_mul(1u32 << b.failures.min(7)).min(BACKOFF_MAX);
+            let exp = BACKOFF_BASE
+                .saturating_mul(1u32 << b.failures.min(7))
+                .min(BACKOFF_MAX);
             // Full jitter in [exp/2, exp): spreads retries of many workspaces apart.
             let wait = exp.mul_f64(0.5 + rand::random::<f64>() * 0.5);
             b.blocked_until = Some(now + wait);
@@ -189,12 +205,22 @@ mod tests {
         g.rate_limited("W", "users.list", Duration::from_secs(2));
         let t0 = Instant::now();
         g.acquire("W", "users.info").await;
-        assert!(t0.elapsed() < Duration::from_millis(10), "other method unaffected");
+        assert!(
+            t0.elapsed() < Duration::from_millis(10),
+            "other method unaffected"
+        );
         g.acquire("W", "users.list").await;
-        assert!(t0.elapsed() >= Duration::from_secs(2), "waited {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_secs(2),
+            "waited {:?}",
+            t0.elapsed()
+        );
         let t1 = Instant::now();
         g.acquire("X", "users.list").await;
-        assert!(t1.elapsed() < Duration::from_millis(10), "other workspace unaffected");
+        assert!(
+            t1.elapsed() < Duration::from_millis(10),
+            "other workspace unaffected"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -209,7 +235,10 @@ mod tests {
             }
         }
         assert!(calls <= 20, "{calls} calls of a Tier 2 method in a minute");
-        assert!(calls >= 18, "{calls}: the governor should not starve polling");
+        assert!(
+            calls >= 18,
+            "{calls}: the governor should not starve polling"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -251,14 +251,20 @@ impl DndInfo {
             && let Some(end) = self.snooze_endtime.and_then(unix)
             && end > now
         {
-            return Dnd { enabled: true, until: Some(end) };
+            return Dnd {
+                enabled: true,
+                until: Some(end),
+            };
         }
         let (Some(start), Some(end)) = (unix(self.next_dnd_start_ts), unix(self.next_dnd_end_ts))
         else {
             return Dnd::default();
         };
         if self.dnd_enabled && start <= now && now < end {
-            Dnd { enabled: true, until: Some(end) }
+            Dnd {
+                enabled: true,
+                until: Some(end),
+            }
         } else {
             Dnd::default()
         }

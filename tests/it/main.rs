@@ -1,0 +1,8 @@
+//! Integration tests: the real server on a random port, real clients, the Slack simulator.
+mod helpers;
+
+mod fixtures;
+mod pipeline;
+mod slack;
+mod store;
+mod ws;

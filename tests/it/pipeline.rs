@@ -1,0 +1,177 @@
+//! End to end: simulator → poller/Events API → store → hub → WebSocket.
+
+use std::time::Duration;
+
+use chex::store::testing::TestDb;
+use serde_json::json;
+
+use crate::helpers::{Options, TEAM, TestApp, recv_until, send};
+
+#[tokio::test]
+async fn a_status_change_reaches_a_subscriber_and_history_with_the_right_seq() {
+    let app = TestApp::spawn_with(Options {
+        users: 4,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(4).await;
+    let person = &people[1];
+    let slack_id = person["slack_id"].as_str().expect("slack id");
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "1", "topics": [person["topic"]]}),
+    )
+    .await;
+    let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    let seq0 = sub["snapshot"][0]["seq"].as_i64().expect("snapshot seq");
+
+    // Pushed through the Events API: arrives at once.
+    app.sim
+        .set_status(TEAM, slack_id, "Deep work", ":brain:", 0)
+        .await;
+    let ev = recv_until(&mut ws, |v| {
+        v["type"] == "status" && v["status"]["text"] == "Deep work"
+    })
+    .await;
+    assert_eq!(ev["topic"], person["topic"]);
+    assert!(ev["seq"].as_i64().expect("seq") > seq0);
+    assert!(
+        ev["changed"]
+            .as_array()
+            .expect("changed")
+            .contains(&json!("text"))
+    );
+
+    // Presence is only polled: arrives within a poll interval.
+    let was_active = person["status"]["presence"] == "active";
+    app.sim.set_presence(TEAM, slack_id, !was_active);
+    let want = if was_active { "away" } else { "active" };
+    let ev2 = recv_until(&mut ws, |v| {
+        v["type"] == "status" && v["status"]["presence"] == want
+    })
+    .await;
+    assert_eq!(ev2["previous"]["presence"], person["status"]["presence"]);
+
+    let (_, hist) = app
+        .get(&format!("/api/users/{}/history?limit=1000", person["id"]))
+        .await;
+    let seqs: Vec<i64> = hist["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    assert!(
+        seqs.contains(&ev["seq"].as_i64().expect("seq"))
+            && seqs.contains(&ev2["seq"].as_i64().expect("seq"))
+    );
+}
+
+#[tokio::test]
+async fn a_restart_mid_stream_leaves_no_gap_and_no_duplicate() {
+    crate::helpers::install_crypto();
+    let dir = std::env::temp_dir().join(format!("chex-restart-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}/chex.db?mode=rwc", dir.display());
+    for round in 0..2 {
+        let store = chex::store::Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let db = TestDb::wrap(store);
+        let app = TestApp::spawn_on(
+            db,
+            Options {
+                users: 5,
+                ..Default::default()
+            },
+        )
+        .await;
+        app.wait_for_people(5).await;
+        for i in 0..20 {
+            app.sim.step().await;
+            if i == 10 && round == 0 {
+                break; // stop mid-stream
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.server.state.pipeline.flush().await;
+        let TestApp { server, sim, .. } = app;
+        sim.stop();
+        server.shutdown().await;
+    }
+    let store = chex::store::Store::connect(&url).await.expect("connect");
+    let people = store
+        .people(
+            1,
+            &chex::store::PeopleFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("people");
+    assert_eq!(people.len(), 5);
+    for p in people {
+        let h = store
+            .history(p.person_id, None, None, None, 10_000)
+            .await
+            .expect("history");
+        let seqs: Vec<i64> = h.events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "person {}",
+            p.person_id
+        );
+        let times: Vec<_> = h.events.iter().map(|e| e.observed_at).collect();
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "observed_at strictly increases"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+/// Slack's tiers, enforced by the simulator at 10× speed for 12 s: the same number of calls per
+/// tier as two minutes at real speed. The governor must keep the poller under every limit.
+#[tokio::test]
+async fn polling_5000_users_under_enforced_tiers_causes_no_429() {
+    let app = TestApp::spawn_with(Options {
+        users: 5000,
+        sim_scale: Some(10.0),
+        client_scale: 10.0,
+        config: Box::new(|c| c.poll_sweep_interval = 1),
+        ..Default::default()
+    })
+    .await;
+    // Someone watches the team, so presence polling runs flat out.
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topics": [format!("team:{TEAM}")]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let list = app.sim.calls("users.list");
+    let presence = app.sim.calls("users.getPresence");
+    assert!(list >= 25, "a full sweep happened: {list} users.list calls");
+    assert!(presence >= 50, "presence was polled: {presence} calls");
+    assert_eq!(
+        app.sim.rate_limited(),
+        0,
+        "no 429 with {list} users.list and {presence} users.getPresence calls"
+    );
+}

@@ -1,0 +1,201 @@
+//! Store queries on SQLite and, when `CHEX_TEST_DATABASE_URL` is set, on PostgreSQL.
+
+use chex::domain::{Field, Presence, Source, Status, now};
+use chex::store::testing::TestDb;
+use chex::store::{NewEvent, SlackUserRecord, Store};
+use migration::{Migrator, MigratorTrait};
+
+async fn each_backend<F, Fut>(f: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let sqlite = TestDb::sqlite().await;
+    f(sqlite.store.clone()).await;
+    if let Some(pg) = TestDb::postgres().await {
+        f(pg.store.clone()).await;
+    }
+}
+
+async fn person(store: &Store, slack_id: &str) -> i64 {
+    let org = store.ensure_organization("acme").await.expect("org");
+    let conn = store
+        .upsert_connection(chex::store::NewConnection {
+            organization_id: org.id,
+            kind: "slack",
+            external_id: "T1",
+            name: "t",
+            credential_ciphertext: "x".into(),
+            signing_secret_ciphertext: None,
+            fingerprint: "f".into(),
+        })
+        .await
+        .expect("conn");
+    let rec = SlackUserRecord {
+        slack_id: slack_id.into(),
+        team_id: "T1".into(),
+        name: slack_id.to_lowercase(),
+        ..Default::default()
+    };
+    store
+        .upsert_slack_users(conn.id, org.id, &[rec])
+        .await
+        .expect("upsert")[0]
+        .person_id
+}
+
+fn event(person_id: i64, presence: Presence, at: chrono::DateTime<chrono::Utc>) -> NewEvent {
+    NewEvent {
+        person_id,
+        observed_at: at,
+        status: Status {
+            presence,
+            ..Status::default()
+        },
+        changed: vec![Field::Presence],
+        previous: Default::default(),
+        source: Source::Slack,
+    }
+}
+
+#[tokio::test]
+async fn migrations_go_up_down_and_up_again() {
+    each_backend(|store| async move {
+        let single = store.single().await.expect("single connection");
+        let db = single.db();
+        Migrator::down(db, None).await.expect("down");
+        assert_eq!(
+            Migrator::get_applied_migrations(db)
+                .await
+                .expect("applied")
+                .len(),
+            0
+        );
+        Migrator::up(db, None).await.expect("up again");
+        assert!(store.ready().await.expect("ready"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upserting_a_slack_user_twice_keeps_one_person() {
+    each_backend(|store| async move {
+        let a = person(&store, "U1").await;
+        let b = person(&store, "U1").await;
+        assert_eq!(a, b);
+        let (u, prof) = store.slack_user_of(a).await.expect("q").expect("user");
+        assert_eq!(u.slack_id, "U1");
+        assert!(prof.is_some(), "profile joined through slack_user_id");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn seqs_are_gap_free_across_batches_and_same_instant_events() {
+    each_backend(|store| async move {
+        let p = person(&store, "U2").await;
+        let t = now();
+        let batch: Vec<_> = (0..5)
+            .map(|i| {
+                event(
+                    p,
+                    if i % 2 == 0 {
+                        Presence::Active
+                    } else {
+                        Presence::Away
+                    },
+                    t,
+                )
+            })
+            .collect();
+        let a = store.append_events(&batch).await.expect("append");
+        assert_eq!(
+            a.iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert!(
+            a.windows(2).all(|w| w[0].1 < w[1].1),
+            "same-instant events get distinct times"
+        );
+        let b = store
+            .append_events(&[event(p, Presence::Active, t)])
+            .await
+            .expect("append");
+        assert_eq!(b[0].0, 6);
+        let latest = store.latest_events(&[p]).await.expect("latest");
+        assert_eq!(latest[&p].seq, 6);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_pages_exactly_over_100k_events() {
+    each_backend(|store| async move {
+        let p = person(&store, "U3").await;
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("t")
+            .with_timezone(&chrono::Utc);
+        let n = 100_000i64;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|i| {
+                    event(
+                        p,
+                        if i % 2 == 0 {
+                            Presence::Active
+                        } else {
+                            Presence::Away
+                        },
+                        t0 + chrono::Duration::seconds(*i),
+                    )
+                })
+                .collect();
+            store.append_events(&batch).await.expect("append");
+        }
+        // Exact range: [t0+1000s, t0+3000s) holds seqs 1001..=3000.
+        let from = t0 + chrono::Duration::seconds(1000);
+        let to = t0 + chrono::Duration::seconds(3000);
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .history(p, Some(from), Some(to), cursor, 777)
+                .await
+                .expect("page");
+            seen.extend(page.events.iter().map(|e| e.seq));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1001..=3000).collect::<Vec<_>>());
+        // Whole history pages without gap or duplicate.
+        let mut count = 0;
+        let mut last = 0;
+        let mut cursor = None;
+        loop {
+            let page = store
+                .history(p, None, None, cursor, 1000)
+                .await
+                .expect("page");
+            for e in &page.events {
+                assert_eq!(e.seq, last + 1);
+                last = e.seq;
+                count += 1;
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(count, n);
+        let s = store
+            .summary(p, t0, t0 + chrono::Duration::seconds(100))
+            .await
+            .expect("summary");
+        assert_eq!(s.presence.get("active"), Some(&50));
+        assert_eq!(s.presence.get("away"), Some(&50));
+    })
+    .await;
+}

@@ -1,0 +1,252 @@
+//! Protocol v1 over real sockets: auth, refusals, bad frames, resume.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{Options, TEAM, TestApp, close_code, recv, recv_until, send};
+
+async fn upgrade_status(app: &TestApp, query: &str, header: Option<&str>) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws{query}", app.server.addr)
+        .into_client_request()
+        .expect("request");
+    if let Some(h) = header {
+        req.headers_mut()
+            .insert("authorization", h.parse().expect("header"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn header_query_and_first_frame_auth_all_work() {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        upgrade_status(&app, "", Some(&format!("Bearer {}", app.token))).await,
+        101
+    );
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(&mut ws, json!({"type": "ping", "id": "3"})).await;
+    assert_eq!(recv(&mut ws).await, json!({"type": "pong", "id": "3"}));
+    let mut ws = app.connect(None).await;
+    send(&mut ws, json!({"type": "auth", "token": app.token})).await;
+    let v = recv(&mut ws).await;
+    assert_eq!(v["type"], "authenticated");
+    assert!(v["expires_at"].as_str().expect("time").ends_with('Z'));
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused() {
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        upgrade_status(&app, "?access_token=garbage", None).await,
+        401
+    );
+    let (expired, _) = app
+        .server
+        .state
+        .keys
+        .mint("1", app.org_id, "admin", None, Some(-60));
+    assert_eq!(
+        upgrade_status(&app, &format!("?access_token={expired}"), None).await,
+        401
+    );
+    let (ghost_org, _) = app.server.state.keys.mint("1", 999, "admin", None, None);
+    assert_eq!(
+        upgrade_status(&app, &format!("?access_token={ghost_org}"), None).await,
+        401,
+        "unknown organization"
+    );
+    let mut ws = app.connect(None).await;
+    send(&mut ws, json!({"type": "auth", "token": "forged"})).await;
+    assert_eq!(close_code(&mut ws).await, Some(4001));
+    let r = app
+        .http
+        .get(app.url("/api/users"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 401);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn topics_outside_the_organization_or_the_claim_are_forbidden() {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(2).await;
+    let (scoped, _) = app.server.state.keys.mint(
+        "1",
+        app.org_id,
+        "member",
+        Some(vec![people[0]["topic"].as_str().expect("t").to_owned()]),
+        None,
+    );
+    let mut ws = app.connect(Some(&scoped)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "a", "topics": [people[1]["topic"]]}),
+    )
+    .await;
+    let e = recv(&mut ws).await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str(), e["id"].as_str()),
+        (Some("error"), Some("forbidden"), Some("a"))
+    );
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "b", "topics": ["team:TOTHER"]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "forbidden");
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "c", "topics": [people[0]["topic"]]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "subscribed");
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_socket_stays_up() {
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut ws = app.connect(Some(&app.token)).await;
+    for bad in [
+        "{not json",
+        r#"{"type":"dance"}"#,
+        r#"{"type":"subscribe","topics":"user:1"}"#,
+        r#"{"type":"ping","extra":1}"#,
+    ] {
+        ws.send(Message::text(bad)).await.expect("send");
+        let e = recv(&mut ws).await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("bad_request")),
+            "{bad}"
+        );
+    }
+    ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(recv(&mut ws).await["code"], "bad_request");
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "x", "topics": ["nonsense"]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["code"], "bad_request");
+    for i in 0..200 {
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "id": i, "topics": [format!("user:{}", 100_000 + i)]}),
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await["code"], "forbidden");
+    }
+    send(&mut ws, json!({"type": "ping", "id": "still-here"})).await;
+    assert_eq!(recv(&mut ws).await["type"], "pong");
+    // A frame over the 64 KiB limit closes the socket with 1009.
+    ws.send(Message::text("x".repeat(1024 * 1024)))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut ws).await, Some(1009));
+    // The server is still up.
+    let mut again = app.connect(Some(&app.token)).await;
+    send(&mut again, json!({"type": "ping"})).await;
+    assert_eq!(recv(&mut again).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn reconnecting_with_since_replays_exactly_the_missed_events() {
+    let app = TestApp::spawn_with(Options {
+        users: 3,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(3).await;
+    let p = &people[0];
+    let slack_id = p["slack_id"].as_str().expect("slack id");
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "1", "topics": [format!("team:{TEAM}")]}),
+    )
+    .await;
+    let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    let snap = sub["snapshot"]
+        .as_array()
+        .expect("snapshot")
+        .iter()
+        .find(|e| e["user"]["id"] == p["id"])
+        .expect("person in snapshot")
+        .clone();
+    assert_eq!(snap["topic"], format!("team:{TEAM}"));
+    let held = snap["seq"].as_i64().expect("seq");
+    drop(ws);
+
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        app.sim.set_status(TEAM, slack_id, text, ":one:", 0).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, u) = app.get(&format!("/api/users/{}", p["id"])).await;
+            if u["status"]["text"] == *text {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "change {i} not applied"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    let (_, now) = app.get(&format!("/api/users/{}", p["id"])).await;
+    let head = now["seq"].as_i64().expect("seq");
+
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(&mut ws, json!({"type": "subscribe", "id": "2", "topics": [format!("team:{TEAM}")], "since": {p["topic"].as_str().expect("topic"): held}})).await;
+    let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    assert_eq!(sub["recovered"][format!("team:{TEAM}")], true);
+    let mut replayed = Vec::new();
+    while replayed.len() < (head - held) as usize {
+        let v = recv(&mut ws).await;
+        if v["type"] == "status" && v["user"]["id"] == p["id"] {
+            replayed.push(v["seq"].as_i64().expect("seq"));
+        }
+    }
+    assert_eq!(replayed, ((held + 1)..=head).collect::<Vec<_>>());
+    // Nothing more for that person: no duplicate.
+    send(&mut ws, json!({"type": "ping", "id": "end"})).await;
+    let v = recv_until(&mut ws, |v| {
+        v["type"] == "pong" || (v["type"] == "status" && v["user"]["id"] == p["id"])
+    })
+    .await;
+    assert_eq!(v["type"], "pong", "no duplicate after replay: {v}");
+
+    // Asking for more than history holds is reported, never a silent partial replay.
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(&mut ws, json!({"type": "subscribe", "id": "3", "topics": [p["topic"]], "since": {p["topic"].as_str().expect("topic"): head + 50}})).await;
+    let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    assert_eq!(sub["recovered"][p["topic"].as_str().expect("topic")], false);
+}
