@@ -1,6 +1,8 @@
 //! Integration tests: the real server on a random port, real clients, the Slack simulator.
 mod helpers;
 
+mod cli;
+
 mod fixtures;
 mod pipeline;
 mod slack;
