@@ -163,9 +163,25 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(add_check);
     let checks = warp::path!("api" / "chex")
         .and(warp::get())
+        .and(authed(state.clone()))
+        .and(s.clone())
+        .and_then(list_checks);
+    let check = warp::path!("api" / "chex" / i64)
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(s.clone())
+        .and_then(get_check);
+    let patch = warp::path!("api" / "chex" / i64)
+        .and(warp::patch())
+        .and(authed(state.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(patch_check);
+    let delete = warp::path!("api" / "chex" / i64)
+        .and(warp::delete())
         .and(authed(state))
         .and(s)
-        .and_then(list_checks);
+        .and_then(delete_check);
     let routes: Vec<BoxedFilter<(warp::reply::Response,)>> = vec![
         healthz.boxed(),
         readyz.boxed(),
@@ -179,6 +195,9 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         connections.boxed(),
         add_check.boxed(),
         checks.boxed(),
+        check.boxed(),
+        patch.boxed(),
+        delete.boxed(),
     ];
     routes
         .into_iter()
@@ -518,4 +537,53 @@ async fn list_checks(c: Claims, s: AppState) -> Resp {
         warp::reply::json(&json!({"checks": checks.iter().map(check_json).collect::<Vec<_>>()}))
             .into_response(),
     )
+}
+
+fn check_state(s: &AppState, c: &crate::store::entity::check::Model) -> Value {
+    let mut v = check_json(c);
+    let every = chrono::Duration::seconds(
+        i64::from(c.interval_secs).min(s.config.poll_sweep_interval as i64),
+    );
+    v["next_poll_at"] = json!(c.last_polled_at.map(|t| t + every));
+    v
+}
+
+async fn get_check(id: i64, c: Claims, s: AppState) -> Resp {
+    let check = s.store.check(c.org, id).await.map_err(reject)?;
+    Ok(warp::reply::json(&check_state(&s, &check)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchCheck {
+    enabled: Option<bool>,
+    interval_secs: Option<i32>,
+}
+
+async fn patch_check(id: i64, c: Claims, body: PatchCheck, s: AppState) -> Resp {
+    admin(&c)?;
+    if body
+        .interval_secs
+        .is_some_and(|i| !(1..=86_400).contains(&i))
+    {
+        return Err(reject(ApiError::Unprocessable(
+            "interval_secs: must be between 1 and 86400".into(),
+        )));
+    }
+    let patch = crate::store::CheckPatch {
+        enabled: body.enabled,
+        interval_secs: body.interval_secs,
+    };
+    let check = s
+        .store
+        .update_check(c.org, id, patch)
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::json(&check_state(&s, &check)).into_response())
+}
+
+async fn delete_check(id: i64, c: Claims, s: AppState) -> Resp {
+    admin(&c)?;
+    s.store.delete_check(c.org, id).await.map_err(reject)?;
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }

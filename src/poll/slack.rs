@@ -322,9 +322,10 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 .iter()
                 .filter_map(|u| {
                     let t = people.get_mut(&u.id)?;
-                    if let Some(s) = &subjects {
-                        t.trackable = !u.deleted && !u.is_bot && s.contains(&u.id);
-                    }
+                    t.trackable = !u.deleted
+                        && !u.is_bot
+                        && u.id != "USLACKBOT"
+                        && subjects.as_ref().is_none_or(|s| s.contains(&u.id));
                     t.trackable
                         .then(|| (t.card.clone(), u.profile.custom_status()))
                 })

@@ -250,3 +250,100 @@ async fn reconnecting_with_since_replays_exactly_the_missed_events() {
     let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
     assert_eq!(sub["recovered"][p["topic"].as_str().expect("topic")], false);
 }
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_gets_a_resync_not_a_silent_gap() {
+    use std::sync::Arc;
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(1).await;
+    let id = people[0]["id"].as_i64().expect("id");
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topics": [people[0]["topic"]]}),
+    )
+    .await;
+    recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    let row = app
+        .server
+        .state
+        .store
+        .person(id)
+        .await
+        .expect("q")
+        .expect("person");
+    let card = Arc::new(row.card());
+    // Far more frames than the socket buffers and the topic's ring hold, while the client reads
+    // nothing.
+    let text = "x".repeat(2000);
+    for seq in 1..=20_000 {
+        let event = chex::domain::StatusEvent {
+            person: card.clone(),
+            seq: 1_000_000 + seq,
+            status: chex::domain::Status {
+                text: text.clone(),
+                ..Default::default()
+            },
+            changed: vec![],
+            previous: Default::default(),
+            observed_at: chex::domain::now(),
+            source: chex::domain::Source::Slack,
+        };
+        app.server.state.hub.publish(&Arc::new(event));
+        if seq % 1000 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut statuses = 0;
+    let resync = loop {
+        use futures_util::StreamExt;
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("frames keep coming")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["type"] == "resync" {
+                    break v;
+                }
+                statuses += 1;
+            }
+            Some(Ok(Message::Close(c))) => {
+                assert_eq!(
+                    c.map(|c| u16::from(c.code)),
+                    Some(4008),
+                    "only a slow-consumer close is acceptable"
+                );
+                return;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("socket ended without resync or 4008: {other:?}"),
+        }
+    };
+    assert!(
+        statuses < 20_000,
+        "frames were skipped, so a resync is owed"
+    );
+    assert_eq!(resync["topic"], people[0]["topic"]);
+    assert_eq!(resync["snapshot"][0]["user"]["id"], id);
+    let (_, metrics) = (
+        0,
+        app.http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text"),
+    );
+    assert!(
+        metrics.contains("chex_resyncs_total"),
+        "resyncs are counted"
+    );
+}
