@@ -94,6 +94,7 @@ impl Server {
             pipeline,
             secret_key,
             slack,
+            credentials: Arc::default(),
         };
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();

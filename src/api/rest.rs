@@ -86,6 +86,7 @@ fn json_body<T: serde::de::DeserializeOwned + Send>()
 
 pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
     let s = state.filter();
+    let state2 = state.clone();
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
@@ -179,9 +180,36 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         .and_then(patch_check);
     let delete = warp::path!("api" / "chex" / i64)
         .and(warp::delete())
-        .and(authed(state))
-        .and(s)
+        .and(authed(state.clone()))
+        .and(s.clone())
         .and_then(delete_check);
+    let refresh = warp::path!("api" / "auth" / "refresh")
+        .and(warp::post())
+        .and(json_body())
+        .and(s.clone())
+        .and_then(refresh);
+    let logout = warp::path!("api" / "auth" / "logout")
+        .and(warp::post())
+        .and(authed(state2.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(logout);
+    let create_token = warp::path!("api" / "tokens")
+        .and(warp::post())
+        .and(authed(state2.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(create_token);
+    let list_tokens = warp::path!("api" / "tokens")
+        .and(warp::get())
+        .and(authed(state2.clone()))
+        .and(s.clone())
+        .and_then(list_tokens);
+    let revoke_token = warp::path!("api" / "tokens" / i64)
+        .and(warp::delete())
+        .and(authed(state2))
+        .and(s.clone())
+        .and_then(revoke_token);
     let routes: Vec<BoxedFilter<(warp::reply::Response,)>> = vec![
         healthz.boxed(),
         readyz.boxed(),
@@ -198,6 +226,11 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         check.boxed(),
         patch.boxed(),
         delete.boxed(),
+        refresh.boxed(),
+        logout.boxed(),
+        create_token.boxed(),
+        list_tokens.boxed(),
+        revoke_token.boxed(),
     ];
     routes
         .into_iter()
@@ -225,16 +258,7 @@ async fn login(body: Login, s: AppState) -> Resp {
             "wrong email or password".into(),
         )));
     };
-    let (token, claims) = s
-        .keys
-        .mint(&a.id.to_string(), a.organization_id, &a.role, None, None);
-    let refresh = random_token("chex_rt_");
-    let refresh_exp = Utc::now() + chrono::Duration::seconds(s.config.refresh_token_ttl as i64);
-    s.store
-        .create_refresh_token(a.id, &sha256_hex(&refresh), refresh_exp)
-        .await
-        .map_err(reject)?;
-    Ok(warp::reply::json(&json!({"access_token": token, "expires_at": claims.expires_at(), "refresh_token": refresh, "role": a.role})).into_response())
+    Ok(warp::reply::json(&issue_session(&s, &a).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -585,5 +609,151 @@ async fn patch_check(id: i64, c: Claims, body: PatchCheck, s: AppState) -> Resp 
 async fn delete_check(id: i64, c: Claims, s: AppState) -> Resp {
     admin(&c)?;
     s.store.delete_check(c.org, id).await.map_err(reject)?;
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn issue_session(
+    s: &AppState,
+    a: &crate::store::entity::account::Model,
+) -> Result<Value, Rejection> {
+    let (token, claims) = s
+        .keys
+        .mint(&a.id.to_string(), a.organization_id, &a.role, None, None);
+    let refresh = random_token("chex_rt_");
+    let refresh_exp = Utc::now() + chrono::Duration::seconds(s.config.refresh_token_ttl as i64);
+    s.store
+        .create_refresh_token(a.id, &sha256_hex(&refresh), refresh_exp)
+        .await
+        .map_err(reject)?;
+    Ok(
+        json!({"access_token": token, "expires_at": claims.expires_at(), "refresh_token": refresh, "role": a.role}),
+    )
+}
+
+async fn refresh(body: RefreshBody, s: AppState) -> Resp {
+    let account_id = s
+        .store
+        .spend_refresh_token(&sha256_hex(&body.refresh_token))
+        .await
+        .map_err(reject)?;
+    let account = match account_id {
+        Some(id) => s.store.account(id).await.map_err(reject)?,
+        None => None,
+    };
+    let Some(a) = account.filter(|a| !a.disabled) else {
+        return Err(reject(ApiError::Unauthorized(
+            "refresh token is invalid, spent or expired".into(),
+        )));
+    };
+    Ok(warp::reply::json(&issue_session(&s, &a).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+}
+
+async fn logout(c: Claims, body: LogoutBody, s: AppState) -> Resp {
+    s.store
+        .revoke_jti(&c.jti, c.expires_at())
+        .await
+        .map_err(reject)?;
+    s.keys.revoke(&c.jti);
+    if let Some(rt) = body.refresh_token {
+        s.store
+            .spend_refresh_token(&sha256_hex(&rt))
+            .await
+            .map_err(reject)?;
+    }
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Option<String>,
+    topics: Option<Vec<String>>,
+    ttl_secs: Option<i64>,
+}
+
+fn token_json(t: &crate::store::ApiTokenRecord) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "role": t.role,
+        "topics": t.topics.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
+        "expires_at": t.expires_at, "revoked_at": t.revoked_at, "created_at": t.created_at,
+    })
+}
+
+async fn create_token(c: Claims, body: NewToken, s: AppState) -> Resp {
+    admin(&c)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(reject(ApiError::Unprocessable(
+            "name: 1 to 100 characters".into(),
+        )));
+    }
+    let role = body.role.unwrap_or_else(|| "member".into());
+    if role != "admin" && role != "member" {
+        return Err(reject(ApiError::Unprocessable(
+            "role: must be admin or member".into(),
+        )));
+    }
+    if let Some(t) = &body.topics
+        && t.iter().any(|x| crate::domain::Topic::parse(x).is_none())
+    {
+        return Err(reject(ApiError::Unprocessable(
+            "topics: each must be user:<id> or team:<id>".into(),
+        )));
+    }
+    if body.ttl_secs.is_some_and(|t| t <= 0) {
+        return Err(reject(ApiError::Unprocessable(
+            "ttl_secs: must be positive".into(),
+        )));
+    }
+    let secret = random_token("chex_bot_");
+    let expires_at = body
+        .ttl_secs
+        .map(|t| Utc::now() + chrono::Duration::seconds(t));
+    let t = s
+        .store
+        .create_api_token(
+            c.org,
+            name,
+            &sha256_hex(&secret),
+            &role,
+            body.topics.as_deref(),
+            expires_at,
+        )
+        .await
+        .map_err(reject)?;
+    let mut v = token_json(&t);
+    v["token"] = json!(secret);
+    Ok(
+        warp::reply::with_status(warp::reply::json(&v), warp::http::StatusCode::CREATED)
+            .into_response(),
+    )
+}
+
+async fn list_tokens(c: Claims, s: AppState) -> Resp {
+    admin(&c)?;
+    let tokens = s.store.api_tokens(c.org).await.map_err(reject)?;
+    Ok(
+        warp::reply::json(&json!({"tokens": tokens.iter().map(token_json).collect::<Vec<_>>()}))
+            .into_response(),
+    )
+}
+
+async fn revoke_token(id: i64, c: Claims, s: AppState) -> Resp {
+    admin(&c)?;
+    s.store.revoke_api_token(c.org, id).await.map_err(reject)?;
+    s.revoke_credential(&format!("bot:{id}"));
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }

@@ -21,6 +21,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     pub secret_key: SecretKey,
     pub slack: SlackClient,
+    /// Live sockets per bot credential (`bot:{id}`), so revoking a token closes them at once.
+    pub credentials: Arc<dashmap::DashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
 impl AppState {
@@ -30,5 +32,24 @@ impl AppState {
     {
         let s = self.clone();
         warp::any().map(move || s.clone())
+    }
+}
+
+impl AppState {
+    /// A token that fires when the credential behind `sub` is revoked (bots only).
+    pub fn revocation(&self, sub: &str) -> tokio_util::sync::CancellationToken {
+        if !sub.starts_with("bot:") {
+            return tokio_util::sync::CancellationToken::new();
+        }
+        self.credentials
+            .entry(sub.to_owned())
+            .or_default()
+            .child_token()
+    }
+
+    pub fn revoke_credential(&self, sub: &str) {
+        if let Some((_, t)) = self.credentials.remove(sub) {
+            t.cancel();
+        }
     }
 }

