@@ -210,6 +210,28 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         .and(authed(state2))
         .and(s.clone())
         .and_then(revoke_token);
+    let accounts = warp::path!("api" / "accounts")
+        .and(warp::get())
+        .and(authed(state.clone()))
+        .and(s.clone())
+        .and_then(list_accounts);
+    let create_account = warp::path!("api" / "accounts")
+        .and(warp::post())
+        .and(authed(state.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(create_account);
+    let patch_account = warp::path!("api" / "accounts" / i64)
+        .and(warp::patch())
+        .and(authed(state.clone()))
+        .and(json_body())
+        .and(s.clone())
+        .and_then(patch_account);
+    let delete_connection = warp::path!("api" / "connections" / i64)
+        .and(warp::delete())
+        .and(authed(state.clone()))
+        .and(s.clone())
+        .and_then(delete_connection);
     let routes: Vec<BoxedFilter<(warp::reply::Response,)>> = vec![
         healthz.boxed(),
         readyz.boxed(),
@@ -231,6 +253,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         create_token.boxed(),
         list_tokens.boxed(),
         revoke_token.boxed(),
+        accounts.boxed(),
+        create_account.boxed(),
+        patch_account.boxed(),
+        delete_connection.boxed(),
     ];
     routes
         .into_iter()
@@ -755,5 +781,95 @@ async fn revoke_token(id: i64, c: Claims, s: AppState) -> Resp {
     admin(&c)?;
     s.store.revoke_api_token(c.org, id).await.map_err(reject)?;
     s.revoke_credential(&format!("bot:{id}"));
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
+}
+
+fn account_json(a: &crate::store::entity::account::Model) -> Value {
+    json!({"id": a.id, "email": a.email, "role": a.role, "disabled": a.disabled, "created_at": a.created_at})
+}
+
+async fn list_accounts(c: Claims, s: AppState) -> Resp {
+    admin(&c)?;
+    let accounts = s.store.accounts(c.org).await.map_err(reject)?;
+    Ok(warp::reply::json(
+        &json!({"accounts": accounts.iter().map(account_json).collect::<Vec<_>>()}),
+    )
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccountBody {
+    email: String,
+    password: String,
+    role: Option<String>,
+}
+
+fn valid_role(role: &str) -> Result<(), Rejection> {
+    if role == "admin" || role == "member" {
+        Ok(())
+    } else {
+        Err(reject(ApiError::Unprocessable(
+            "role: must be admin or member".into(),
+        )))
+    }
+}
+
+async fn create_account(c: Claims, body: NewAccountBody, s: AppState) -> Resp {
+    admin(&c)?;
+    let email = body.email.trim();
+    if !(email.contains('@') && email.len() <= 254 && !email.contains(char::is_whitespace)) {
+        return Err(reject(ApiError::Unprocessable(
+            "email: not an email address".into(),
+        )));
+    }
+    if body.password.len() < 12 {
+        return Err(reject(ApiError::Unprocessable(
+            "password: at least 12 characters".into(),
+        )));
+    }
+    let role = body.role.unwrap_or_else(|| "member".into());
+    valid_role(&role)?;
+    let hash = crate::auth::hash_password(&body.password);
+    let a = s
+        .store
+        .create_account(crate::store::NewAccount {
+            organization_id: c.org,
+            email,
+            password_hash: &hash,
+            role: &role,
+        })
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::with_status(
+        warp::reply::json(&account_json(&a)),
+        warp::http::StatusCode::CREATED,
+    )
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchAccount {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+async fn patch_account(id: i64, c: Claims, body: PatchAccount, s: AppState) -> Resp {
+    admin(&c)?;
+    if let Some(r) = &body.role {
+        valid_role(r)?;
+    }
+    let a = s
+        .store
+        .update_account(c.org, id, body.role.as_deref(), body.disabled)
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::json(&account_json(&a)).into_response())
+}
+
+async fn delete_connection(id: i64, c: Claims, s: AppState) -> Resp {
+    admin(&c)?;
+    s.store.delete_connection(c.org, id).await.map_err(reject)?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }

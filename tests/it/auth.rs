@@ -194,3 +194,116 @@ async fn bot_tokens_work_directly_and_revocation_closes_live_sockets() {
     );
     assert_eq!(get_with(&app, "/api/users", &secret).await, 401);
 }
+
+#[tokio::test]
+async fn admins_manage_accounts_and_connections() {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await;
+    let (s, e) = post(
+        &app,
+        "/api/accounts",
+        Some(&app.token),
+        json!({"email": "nope", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            e["error"]["message"]
+                .as_str()
+                .map(|m| m.starts_with("email:"))
+        ),
+        (422, Some(true))
+    );
+    let (s, e) = post(
+        &app,
+        "/api/accounts",
+        Some(&app.token),
+        json!({"email": "m@example.com", "password": "short"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            e["error"]["message"]
+                .as_str()
+                .map(|m| m.starts_with("password:"))
+        ),
+        (422, Some(true))
+    );
+    let (s, a) = post(
+        &app,
+        "/api/accounts",
+        Some(&app.token),
+        json!({"email": "m@example.com", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!((s, a["role"].as_str()), (201, Some("member")));
+    assert!(a.get("password_hash").is_none());
+    let (s, _) = post(
+        &app,
+        "/api/accounts",
+        Some(&app.token),
+        json!({"email": "m@example.com", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let id = a["id"].as_i64().expect("id");
+    let r = app
+        .http
+        .patch(app.url(&format!("/api/accounts/{id}")))
+        .bearer_auth(&app.token)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status().as_u16(), 200);
+    let (s, _) = post(
+        &app,
+        "/api/auth/login",
+        None,
+        json!({"email": "m@example.com", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!(s, 401, "a disabled account cannot log in");
+
+    app.wait_for_people(2).await;
+    let (_, conns) = {
+        let r = app
+            .http
+            .get(app.url("/api/connections"))
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .expect("get");
+        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+    };
+    let conn = conns["connections"][0]["id"].as_i64().expect("id");
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/connections/{conn}")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 204);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let before = app.sim.calls("users.getPresence");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        app.sim.calls("users.getPresence"),
+        before,
+        "deleting the connection stops its polling"
+    );
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/connections/{conn}")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 404);
+}
