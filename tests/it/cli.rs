@@ -83,3 +83,81 @@ fn serve_with_a_short_jwt_secret_names_the_variable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CHEX_JWT_SECRET: is 5 bytes"), "{err}");
 }
+
+#[tokio::test]
+async fn demo_prints_dashboard_login_and_a_working_token() {
+    use std::io::{BufRead, BufReader};
+    crate::helpers::install_crypto();
+    let dir = std::env::temp_dir().join(format!("chex-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut child = chex()
+        .arg("demo")
+        .env(
+            "CHEX_DATABASE_URL",
+            format!("sqlite://{}/demo.db?mode=rwc", dir.display()),
+        )
+        .env("CHEX_BIND", "127.0.0.1:0")
+        .env("CHEX_DEMO_USERS", "7")
+        .env("CHEX_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(3)
+            .map(|l| l.expect("line"))
+            .collect()
+    })
+    .await
+    .expect("read");
+    let dashboard = lines[0]
+        .strip_prefix("dashboard: ")
+        .expect("dashboard line")
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(
+        lines[1].starts_with("login: admin@demo.chex / "),
+        "{lines:?}"
+    );
+    let token = lines[2].strip_prefix("token: ").expect("token line");
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("jwt");
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .expect("b64"),
+        )
+        .expect("json")
+    };
+    assert!(
+        claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat") >= 24 * 3600
+    );
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v: serde_json::Value = http
+            .get(format!("{dashboard}/api/users"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if v["users"].as_array().is_some_and(|u| u.len() == 7) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo people never appeared: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}

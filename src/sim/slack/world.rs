@@ -259,6 +259,18 @@ impl World {
                         };
                         pushes.extend(self.set_dnd(&team, &user, minutes));
                     }
+                    99 if n > 10
+                        && self.workspaces[wi]
+                            .users
+                            .iter()
+                            .filter(|u| u.deleted)
+                            .count()
+                            * 20
+                            < n =>
+                    {
+                        // Someone leaves the company now and then (at most one in twenty).
+                        pushes.extend(self.delete_user(&team, &user));
+                    }
                     _ => {
                         let titles = [
                             "Engineer",
