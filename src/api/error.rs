@@ -62,9 +62,10 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> warp::reply::Response {
+    /// The HTTP answer; internal details are logged, never sent.
+    pub fn to_response(&self) -> warp::reply::Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
+        if let ApiError::Internal(detail) = self {
             tracing::error!(error = %detail, "request failed");
         }
         let body = json!({"error": {"code": code, "message": self.to_string()}});
@@ -74,16 +75,13 @@ impl ApiError {
 
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
-        ApiError::into_response(self)
+        self.to_response()
     }
 }
 
 pub async fn handle_rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     let e = if let Some(e) = r.find::<ApiError>() {
-        match e {
-            ApiError::Internal(d) => ApiError::Internal(d.clone()),
-            other => clone_public(other),
-        }
+        return Ok(e.to_response());
     } else if r.is_not_found() {
         ApiError::NotFound
     } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
@@ -112,17 +110,4 @@ pub async fn handle_rejection(r: Rejection) -> Result<warp::reply::Response, Inf
         ApiError::BadRequest(format!("{r:?}"))
     };
     Ok(e.into_response())
-}
-
-fn clone_public(e: &ApiError) -> ApiError {
-    match e {
-        ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
-        ApiError::Unprocessable(m) => ApiError::Unprocessable(m.clone()),
-        ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
-        ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
-        ApiError::NotFound => ApiError::NotFound,
-        ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
-        ApiError::BadGateway(m) => ApiError::BadGateway(m.clone()),
-        ApiError::Internal(m) => ApiError::Internal(m.clone()),
-    }
 }

@@ -28,6 +28,7 @@ use crate::domain::{PersonCard, Topic};
 use crate::hub::{Delivery, Subscription};
 use crate::metrics::METRICS;
 use crate::store::PeopleFilter;
+use crate::store::entity::status_event;
 
 /// Close codes (docs/protocol.md): 4000–4099 do not reconnect, 4100–4199 reconnect with backoff.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
@@ -157,6 +158,8 @@ struct Session {
     /// Highest seq sent per person: drops live frames that a snapshot or replay already covered.
     sent: HashMap<i64, i64>,
     resyncs: Vec<tokio::time::Instant>,
+    /// The caller's organization, known once authenticated; every topic held is within it.
+    org: i64,
 }
 
 enum Flow {
@@ -176,6 +179,7 @@ impl Session {
             subs: Vec::new(),
             sent: HashMap::new(),
             resyncs: Vec::new(),
+            org: 0,
         }
     }
 
@@ -206,6 +210,7 @@ impl Session {
                 None => return self.close(CLOSE_UNAUTHORIZED, "unauthorized").await,
             },
         };
+        self.org = claims.org;
         let revoked = self.s.revocation(&claims.sub);
         let ping_every = Duration::from_secs(self.s.config.ws_ping_interval);
         let mut ping = tokio::time::interval(ping_every);
@@ -403,19 +408,11 @@ impl Session {
         let mut replay: Vec<Message> = Vec::new();
         let mut recovered = serde_json::Map::new();
         for (topic, p) in &parsed {
-            let people = match Self::people_of(&self.s, p, claims.org).await {
-                Ok(p) => p,
+            let (people, latest, entries) = match self.snapshot(topic, p).await {
+                Ok(x) => x,
                 Err(e) => return self.reply(error_frame(id.as_ref(), "internal", &e)).await,
             };
-            let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
-            let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
-            for card in &people {
-                if let Some(e) = latest.get(&card.id) {
-                    snapshot.push(e.to_event(card.clone()).to_value(topic));
-                    let sent = self.sent.entry(card.id).or_default();
-                    *sent = (*sent).max(e.seq);
-                }
-            }
+            snapshot.extend(entries);
             if since.is_empty() {
                 continue;
             }
@@ -503,6 +500,34 @@ impl Session {
         }
     }
 
+    /// The people `topic` covers, their latest events, and the snapshot entries built from them.
+    /// Records each snapshot seq in `sent`, so live frames it already covers are dropped.
+    async fn snapshot(
+        &mut self,
+        topic: &str,
+        parsed: &Topic,
+    ) -> Result<
+        (
+            Vec<Arc<PersonCard>>,
+            HashMap<i64, status_event::Model>,
+            Vec<Value>,
+        ),
+        String,
+    > {
+        let people = Self::people_of(&self.s, parsed, self.org).await?;
+        let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
+        let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
+        let mut entries = Vec::new();
+        for card in &people {
+            if let Some(e) = latest.get(&card.id) {
+                entries.push(e.to_event(card.clone()).to_value(topic));
+                let sent = self.sent.entry(card.id).or_default();
+                *sent = (*sent).max(e.seq);
+            }
+        }
+        Ok((people, latest, entries))
+    }
+
     async fn on_delivery(&mut self, idx: usize, r: Result<Delivery, RecvError>) -> Flow {
         match r {
             Ok(d) => {
@@ -532,45 +557,7 @@ impl Session {
                 let Some(parsed) = Topic::parse(&topic) else {
                     return Flow::Continue;
                 };
-                let org = self
-                    .s
-                    .store
-                    .person(match parsed {
-                        Topic::User(id) => id,
-                        _ => 0,
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|p| p.organization_id);
-                let people = match (&parsed, org) {
-                    (Topic::User(_), Some(o)) => Self::people_of(&self.s, &parsed, o)
-                        .await
-                        .unwrap_or_default(),
-                    (Topic::Team(t), _) => match self
-                        .s
-                        .store
-                        .connection_by_external_id("slack", t)
-                        .await
-                        .ok()
-                        .flatten()
-                    {
-                        Some(c) => Self::people_of(&self.s, &parsed, c.organization_id)
-                            .await
-                            .unwrap_or_default(),
-                        None => Vec::new(),
-                    },
-                    _ => Vec::new(),
-                };
-                let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
-                let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
-                let mut snapshot = Vec::new();
-                for card in &people {
-                    if let Some(e) = latest.get(&card.id) {
-                        snapshot.push(e.to_event(card.clone()).to_value(&topic));
-                        self.sent.insert(card.id, e.seq);
-                    }
-                }
+                let (_, _, snapshot) = self.snapshot(&topic, &parsed).await.unwrap_or_default();
                 let m = Message::text(
                     json!({"type": "resync", "topic": topic, "snapshot": snapshot}).to_string(),
                 );

@@ -217,15 +217,7 @@ impl Conn {
     }
 
     async fn observe(&self, person: Arc<PersonCard>, patch: StatusPatch) {
-        self.ctx
-            .pipeline
-            .observe(Observation {
-                person,
-                patch,
-                observed_at: now(),
-                source: Source::Slack,
-            })
-            .await;
+        observe_now(&self.ctx.pipeline, person, patch).await;
     }
 
     async fn sleep(&self, d: Duration) -> bool {
@@ -555,17 +547,11 @@ pub async fn ingest_user(
         .upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(&rec))
         .await?;
     if let Some(row) = rows.into_iter().next().filter(trackable) {
-        pipeline
-            .observe(Observation {
-                person: Arc::new(row.card()),
-                patch: StatusPatch {
-                    custom: Some(user.profile.custom_status()),
-                    ..Default::default()
-                },
-                observed_at: now(),
-                source: Source::Slack,
-            })
-            .await;
+        let patch = StatusPatch {
+            custom: Some(user.profile.custom_status()),
+            ..Default::default()
+        };
+        observe_now(pipeline, Arc::new(row.card()), patch).await;
     }
     Ok(())
 }
@@ -578,19 +564,24 @@ pub async fn ingest_dnd(
     slack_id: &str,
     dnd: &DndInfo,
 ) -> crate::store::Result<()> {
-    let people = store.slack_people(conn.id).await?;
-    if let Some((_, _, row)) = people.into_iter().find(|(id, _, _)| id == slack_id) {
-        pipeline
-            .observe(Observation {
-                person: Arc::new(row.card()),
-                patch: StatusPatch {
-                    dnd: Some(dnd.at(now())),
-                    ..Default::default()
-                },
-                observed_at: now(),
-                source: Source::Slack,
-            })
-            .await;
+    if let Some(row) = store.slack_person(conn.id, slack_id).await? {
+        let patch = StatusPatch {
+            dnd: Some(dnd.at(now())),
+            ..Default::default()
+        };
+        observe_now(pipeline, Arc::new(row.card()), patch).await;
     }
     Ok(())
+}
+
+/// Hands what Slack said about `person` just now to the pipeline.
+async fn observe_now(pipeline: &Pipeline, person: Arc<PersonCard>, patch: StatusPatch) {
+    pipeline
+        .observe(Observation {
+            person,
+            patch,
+            observed_at: now(),
+            source: Source::Slack,
+        })
+        .await;
 }

@@ -219,6 +219,23 @@ impl Store {
             .collect())
     }
 
+    /// The person behind one Slack user of a connection.
+    pub async fn slack_person(
+        &self,
+        connection_id: i64,
+        slack_id: &str,
+    ) -> Result<Option<PersonRow>> {
+        let Some(u) = slack_user::Entity::find()
+            .filter(slack_user::Column::ConnectionId.eq(connection_id))
+            .filter(slack_user::Column::SlackId.eq(slack_id))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.person(u.person_id).await
+    }
+
     /// The stored Slack user and profile of a person, for the REST detail view.
     pub async fn slack_user_of(
         &self,
