@@ -53,6 +53,26 @@ async fn a_status_change_reaches_a_subscriber_and_history_with_the_right_seq() {
     .await;
     assert_eq!(ev2["previous"]["presence"], person["status"]["presence"]);
 
+    // A pushed dnd_updated_user arrives at once too.
+    let r = app
+        .http
+        .post(format!("http://{}/_sim/dnd", app.sim.addr()))
+        .json(&json!({"team": TEAM, "user": slack_id, "minutes": 30}))
+        .send()
+        .await
+        .expect("sim dnd");
+    assert_eq!(r.status().as_u16(), 200);
+    let ev3 = recv_until(&mut ws, |v| {
+        v["type"] == "status" && v["status"]["dnd"]["enabled"] == true
+    })
+    .await;
+    assert!(
+        ev3["changed"]
+            .as_array()
+            .expect("changed")
+            .contains(&json!("dnd"))
+    );
+
     let (_, hist) = app
         .get(&format!("/api/users/{}/history?limit=1000", person["id"]))
         .await;
