@@ -265,6 +265,8 @@ impl PersonCard {
 /// A committed change: what the hub broadcasts and what history holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusEvent {
+    /// The stored row's id: a position in commit order across all people (0 before storing).
+    pub id: i64,
     pub person: Arc<PersonCard>,
     pub seq: i64,
     pub status: Status,

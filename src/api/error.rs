@@ -79,11 +79,18 @@ impl Reply for ApiError {
     }
 }
 
+/// The message of a 404 for a path no route serves (as opposed to a missing resource).
+pub const NO_ROUTE: &str = "no route for this method and path; see /api/openapi.json";
+
 pub async fn handle_rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     let e = if let Some(e) = r.find::<ApiError>() {
         return Ok(e.to_response());
     } else if r.is_not_found() {
-        ApiError::NotFound
+        return Ok(warp::reply::with_status(
+            warp::reply::json(&json!({"error": {"code": "not_found", "message": NO_ROUTE}})),
+            StatusCode::NOT_FOUND,
+        )
+        .into_response());
     } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
         ApiError::BadRequest(format!("invalid JSON body: {e}"))
     } else if let Some(e) = r.find::<warp::reject::InvalidQuery>() {

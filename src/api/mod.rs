@@ -2,9 +2,12 @@
 //! [`error`]; every route ends in `recover`, so no rejection becomes a bare 500.
 
 mod error;
+mod openapi;
 mod rest;
 mod slack_events;
+mod sse;
 mod state;
+mod topics;
 mod ws;
 
 pub use error::ApiError;
@@ -18,6 +21,8 @@ pub fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     rest::routes(state.clone())
         .or(ws::route(state.clone()).boxed())
+        .unify()
+        .or(sse::route(state.clone()).boxed())
         .unify()
         .or(slack_events::route(state).boxed())
         .unify()

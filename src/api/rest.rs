@@ -117,6 +117,16 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         )
         .into_response()
     });
+    let openapi = warp::path!("api" / "openapi.json")
+        .and(warp::get())
+        .map(|| {
+            warp::reply::with_header(
+                super::openapi::DOCUMENT.as_str(),
+                "content-type",
+                "application/json",
+            )
+            .into_response()
+        });
     let login = warp::path!("api" / "auth" / "login")
         .and(warp::post())
         .and(json_body())
@@ -236,6 +246,7 @@ pub fn routes(state: AppState) -> BoxedFilter<(warp::reply::Response,)> {
         healthz.boxed(),
         readyz.boxed(),
         metrics.boxed(),
+        openapi.boxed(),
         login.boxed(),
         users.boxed(),
         user.boxed(),

@@ -23,11 +23,11 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::rest::claims_for;
 use super::state::AppState;
+use super::topics;
 use crate::auth::Claims;
 use crate::domain::{PersonCard, Topic};
 use crate::hub::{Delivery, Subscription};
 use crate::metrics::METRICS;
-use crate::store::PeopleFilter;
 use crate::store::entity::status_event;
 
 /// Close codes (docs/protocol.md): 4000–4099 do not reconnect, 4100–4199 reconnect with backoff.
@@ -235,7 +235,7 @@ impl Session {
                         Some(Err(_)) => break,
                     }
                 }
-                (idx, r) = next_delivery(&mut self.subs) => self.on_delivery(idx, r).await,
+                (idx, r) = crate::hub::next_delivery(&mut self.subs) => self.on_delivery(idx, r).await,
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_every * 2 {
                         break;
@@ -334,42 +334,6 @@ impl Session {
         }
     }
 
-    /// Checks that the caller may see `topic`.
-    async fn authorize(
-        s: &AppState,
-        topic: &str,
-        claims: &Claims,
-    ) -> Result<Topic, (&'static str, String)> {
-        let parsed = Topic::parse(topic).ok_or((
-            "bad_request",
-            format!("{topic}: not a topic (user:<id> or team:<id>)"),
-        ))?;
-        if !claims.allows_topic(topic) {
-            return Err(("forbidden", format!("{topic}: outside this token's topics")));
-        }
-        let ok = match &parsed {
-            Topic::User(id) => s
-                .store
-                .person(*id)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|p| p.organization_id == claims.org),
-            Topic::Team(t) => s
-                .store
-                .connection_by_external_id("slack", t)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|c| c.organization_id == claims.org),
-        };
-        if ok {
-            Ok(parsed)
-        } else {
-            Err(("forbidden", format!("{topic}: not in your organization")))
-        }
-    }
-
     async fn subscribe(
         &mut self,
         id: Option<Value>,
@@ -392,7 +356,7 @@ impl Session {
         }
         let mut parsed = Vec::new();
         for t in &topics {
-            match Self::authorize(&self.s, t, claims).await {
+            match topics::authorize(&self.s, t, claims).await {
                 Ok(p) => parsed.push((t.clone(), p)),
                 Err((code, msg)) => return self.reply(error_frame(id.as_ref(), code, &msg)).await,
             }
@@ -459,47 +423,6 @@ impl Session {
         Flow::Continue
     }
 
-    /// The people a topic covers, in the caller's organization.
-    async fn people_of(
-        s: &AppState,
-        topic: &Topic,
-        org: i64,
-    ) -> Result<Vec<Arc<PersonCard>>, String> {
-        match topic {
-            Topic::User(id) => Ok(s
-                .store
-                .person(*id)
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|p| Arc::new(p.card()))
-                .into_iter()
-                .collect()),
-            Topic::Team(t) => {
-                let mut out = Vec::new();
-                let mut after = None;
-                loop {
-                    let f = PeopleFilter {
-                        team_id: Some(t.clone()),
-                        query: None,
-                        after_id: after,
-                        limit: 1000,
-                    };
-                    let rows = s.store.people(org, &f).await.map_err(|e| e.to_string())?;
-                    let n = rows.len();
-                    after = rows.last().map(|r| r.person_id);
-                    out.extend(
-                        rows.into_iter()
-                            .filter(|r| !r.deleted && !r.is_bot)
-                            .map(|r| Arc::new(r.card())),
-                    );
-                    if n < 1000 {
-                        return Ok(out);
-                    }
-                }
-            }
-        }
-    }
-
     /// The people `topic` covers, their latest events, and the snapshot entries built from them.
     /// Records each snapshot seq in `sent`, so live frames it already covers are dropped.
     async fn snapshot(
@@ -514,7 +437,7 @@ impl Session {
         ),
         String,
     > {
-        let people = Self::people_of(&self.s, parsed, self.org).await?;
+        let people = topics::people_of(&self.s, parsed, self.org).await?;
         let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
         let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
         let mut entries = Vec::new();
@@ -566,14 +489,4 @@ impl Session {
             Err(RecvError::Closed) => Flow::Continue,
         }
     }
-}
-
-/// The next delivery from any subscription; pending forever when there are none.
-async fn next_delivery(subs: &mut [Subscription]) -> (usize, Result<Delivery, RecvError>) {
-    if subs.is_empty() {
-        return std::future::pending().await;
-    }
-    let futs = subs.iter_mut().map(|s| Box::pin(s.receiver().recv()));
-    let (r, idx, _) = futures_util::future::select_all(futs).await;
-    (idx, r)
 }

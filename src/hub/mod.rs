@@ -28,6 +28,8 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 /// One event as it goes out on one topic.
 #[derive(Clone, Debug)]
 pub struct Delivery {
+    /// The event's stored id (its place in commit order), the SSE resume cursor.
+    pub event_id: i64,
     pub person_id: i64,
     pub seq: i64,
     /// The `status` frame, serialized once and shared by every subscriber of the topic.
@@ -81,6 +83,7 @@ impl Hub {
             }
             let frame = Message::text(event.to_json(&topic));
             let delivery = Delivery {
+                event_id: event.id,
                 person_id: event.person.id,
                 seq: event.seq,
                 frame,
@@ -170,6 +173,22 @@ impl Drop for Subscription {
     }
 }
 
+/// The next delivery from any of `subs`, with the index of the subscription it came from;
+/// pending forever when there are none (so it can sit in a `select!` beside other work).
+///
+/// Builds one boxed `recv` future per subscription on each call: cheap for the handful of topics
+/// a dashboard or bot holds, a cost for a socket holding hundreds.
+pub async fn next_delivery(
+    subs: &mut [Subscription],
+) -> (usize, Result<Delivery, broadcast::error::RecvError>) {
+    if subs.is_empty() {
+        return std::future::pending().await;
+    }
+    let futs = subs.iter_mut().map(|s| Box::pin(s.receiver().recv()));
+    let (r, idx, _) = futures_util::future::select_all(futs).await;
+    (idx, r)
+}
+
 /// Who has subscribers: the one thing the poller needs to know about clients, so that watched
 /// people are polled first.
 #[derive(Clone)]
@@ -201,6 +220,7 @@ mod tests {
 
     fn event(person: i64, seq: i64, team: Option<&str>) -> Arc<StatusEvent> {
         Arc::new(StatusEvent {
+            id: seq,
             person: Arc::new(PersonCard {
                 id: person,
                 organization_id: 1,

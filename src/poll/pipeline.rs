@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, StatusPatch, diff, values_of};
 use crate::hub::Hub;
 use crate::metrics::METRICS;
-use crate::store::{NewEvent, Store};
+use crate::store::{Appended, NewEvent, Store};
 
 /// Most events committed in one transaction.
 pub const MAX_BATCH: usize = 2000;
@@ -179,21 +179,22 @@ impl Writer {
             return;
         };
         self.current.extend(scratch);
-        for ((e, card), (seq, at)) in events.into_iter().zip(cards).zip(assigned) {
+        for ((e, card), at) in events.into_iter().zip(cards).zip(assigned) {
             let event = Arc::new(StatusEvent {
+                id: at.id,
                 person: card,
-                seq,
+                seq: at.seq,
                 status: e.status,
                 changed: e.changed,
                 previous: e.previous,
-                observed_at: at,
+                observed_at: at.observed_at,
                 source: e.source,
             });
             self.hub.publish(&event);
         }
     }
 
-    async fn append_with_retry(&self, events: &[NewEvent]) -> Option<Vec<(i64, DateTime<Utc>)>> {
+    async fn append_with_retry(&self, events: &[NewEvent]) -> Option<Vec<Appended>> {
         let mut wait = Duration::from_millis(50);
         for attempt in 1..=COMMIT_ATTEMPTS {
             let started = Instant::now();

@@ -28,6 +28,16 @@ pub struct NewEvent {
     pub source: Source,
 }
 
+/// Where the store put one appended event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The row id: increases in commit order across all people (one writer appends), which
+    /// makes it the resume cursor of streams that mix many people (SSE `Last-Event-ID`).
+    pub id: i64,
+    pub seq: i64,
+    pub observed_at: DateTime<Utc>,
+}
+
 /// One page of history, oldest first; `next_cursor` is the seq to pass as `after` for more.
 #[derive(Clone, Debug)]
 pub struct HistoryPage {
@@ -51,9 +61,9 @@ pub struct Summary {
 const INSERT_CHUNK: usize = 1000;
 
 impl Store {
-    /// Appends a batch in one transaction and returns each event's `(seq, observed_at)` in input
-    /// order. Seqs continue from the person's last one with no gap, whatever restarted in between.
-    pub async fn append_events(&self, batch: &[NewEvent]) -> Result<Vec<(i64, DateTime<Utc>)>> {
+    /// Appends a batch in one transaction and returns where each event went, in input order. Seqs
+    /// continue from the person's last one with no gap, whatever restarted in between.
+    pub async fn append_events(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -90,12 +100,16 @@ impl Store {
             rows.push(event_row(e, seq, at));
         }
 
+        // RETURNING gives the ids in row order on both backends (SQLite ≥ 3.35, PostgreSQL).
+        let mut row_ids = Vec::with_capacity(batch.len());
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
-            status_event::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
-                .await?;
+            row_ids.extend(
+                status_event::Entity::insert_many(chunk)
+                    .exec_with_returning_keys(&txn)
+                    .await?,
+            );
         }
 
         let heads: Vec<person_status::ActiveModel> = ids
@@ -123,7 +137,15 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        Ok(assigned)
+        Ok(assigned
+            .into_iter()
+            .zip(row_ids)
+            .map(|((seq, observed_at), id)| Appended {
+                id,
+                seq,
+                observed_at,
+            })
+            .collect())
     }
 
     /// The latest event of each given person (absent for people never observed).
@@ -225,6 +247,31 @@ impl Store {
             .events)
     }
 
+    /// Events of `people` committed after row `after_id`, in commit order: the replay of a stream
+    /// that resumes from a global position rather than per-person seqs.
+    pub async fn events_after_id(
+        &self,
+        people: &[i64],
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Vec<status_event::Model>> {
+        let mut out = Vec::new();
+        for chunk in people.chunks(INSERT_CHUNK) {
+            out.extend(
+                status_event::Entity::find()
+                    .filter(status_event::Column::PersonId.is_in(chunk.to_vec()))
+                    .filter(status_event::Column::Id.gt(after_id))
+                    .order_by_asc(status_event::Column::Id)
+                    .limit(limit)
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        out.sort_unstable_by_key(|e| e.id);
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
     /// Time spent active/away/unknown, in DND, and per status text within `[from, to)`. The state
     /// at `from` is the last event before it.
     pub async fn summary(
@@ -313,6 +360,7 @@ impl status_event::Model {
     /// The row as the event clients receive, about `person`.
     pub fn to_event(&self, person: Arc<PersonCard>) -> StatusEvent {
         StatusEvent {
+            id: self.id,
             person,
             seq: self.seq,
             status: self.status(),

@@ -13,7 +13,7 @@ mod people;
 
 pub use accounts::{ApiTokenRecord, NewAccount};
 pub use connections::{CheckPatch, NewCheck, NewConnection};
-pub use events::{HistoryPage, NewEvent, Summary};
+pub use events::{Appended, HistoryPage, NewEvent, Summary};
 pub use people::{PeopleFilter, PersonRow, SlackProfileRecord, SlackUserRecord};
 
 use std::time::Duration;

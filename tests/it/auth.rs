@@ -307,3 +307,128 @@ async fn admins_manage_accounts_and_connections() {
         .expect("delete");
     assert_eq!(r.status().as_u16(), 404);
 }
+
+/// Claims as an operator's own backend would mint them for Chex.
+fn operator_claims(org: i64, iss: &str, aud: &str, exp_in: i64) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "sub": "ext-42", "org": org, "role": "member", "iat": now, "exp": now + exp_in,
+        "iss": iss, "aud": aud, "jti": uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+fn sign(alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &Value) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).expect("sign")
+}
+
+fn key_file(name: &str) -> String {
+    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn operator_keys_are_pinned_to_their_algorithm() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        config: Box::new(|c| c.jwt_public_key = Some(key_file("rsa_public.pem"))),
+        ..Default::default()
+    })
+    .await;
+    let rsa = EncodingKey::from_rsa_pem(
+        std::fs::read(key_file("rsa_private.pem"))
+            .expect("key")
+            .as_slice(),
+    )
+    .expect("rsa key");
+    let org = app.org_id;
+    let good = sign(
+        Algorithm::RS256,
+        &rsa,
+        &operator_claims(org, "chex", "chex", 300),
+    );
+    assert_eq!(get_with(&app, "/api/users", &good).await, 200);
+    let mut ws = app.connect(Some(&good)).await;
+    send(&mut ws, json!({"type": "ping", "id": 1})).await;
+    assert_eq!(recv(&mut ws).await["type"], "pong");
+
+    // The classic confusion: HS256 "signed" with the RSA public key as the HMAC secret.
+    let public_pem = std::fs::read(key_file("rsa_public.pem")).expect("pem");
+    let confused = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&public_pem).expect("hmac key"),
+        &operator_claims(org, "chex", "chex", 300),
+    );
+    let refused = [
+        ("HS256 signed with the RS public key", confused),
+        (
+            "wrong iss",
+            sign(
+                Algorithm::RS256,
+                &rsa,
+                &operator_claims(org, "evil", "chex", 300),
+            ),
+        ),
+        (
+            "wrong aud",
+            sign(
+                Algorithm::RS256,
+                &rsa,
+                &operator_claims(org, "chex", "evil", 300),
+            ),
+        ),
+        (
+            "expired",
+            sign(
+                Algorithm::RS256,
+                &rsa,
+                &operator_claims(org, "chex", "chex", -300),
+            ),
+        ),
+        (
+            "unknown organization",
+            sign(
+                Algorithm::RS256,
+                &rsa,
+                &operator_claims(999, "chex", "chex", 300),
+            ),
+        ),
+    ];
+    for (why, token) in refused {
+        assert_eq!(get_with(&app, "/api/users", &token).await, 401, "{why}");
+        let mut ws = app.connect(None).await;
+        send(&mut ws, json!({"type": "auth", "token": token})).await;
+        assert_eq!(close_code(&mut ws).await, Some(4001), "{why}");
+    }
+
+    // An EC key is not accepted where an RSA key is configured, and the other way round.
+    let ec = EncodingKey::from_ec_pem(
+        std::fs::read(key_file("ec_private.pem"))
+            .expect("key")
+            .as_slice(),
+    )
+    .expect("ec key");
+    let es = sign(
+        Algorithm::ES256,
+        &ec,
+        &operator_claims(org, "chex", "chex", 300),
+    );
+    assert_eq!(get_with(&app, "/api/users", &es).await, 401);
+    let ec_app = TestApp::spawn_with(Options {
+        users: 1,
+        config: Box::new(|c| c.jwt_public_key = Some(key_file("ec_public.pem"))),
+        ..Default::default()
+    })
+    .await;
+    let es = sign(
+        Algorithm::ES256,
+        &ec,
+        &operator_claims(ec_app.org_id, "chex", "chex", 300),
+    );
+    assert_eq!(get_with(&ec_app, "/api/users", &es).await, 200);
+    let rs = sign(
+        Algorithm::RS256,
+        &rsa,
+        &operator_claims(ec_app.org_id, "chex", "chex", 300),
+    );
+    assert_eq!(get_with(&ec_app, "/api/users", &rs).await, 401);
+}

@@ -161,3 +161,108 @@ async fn demo_prints_dashboard_login_and_a_working_token() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn create_account_then_log_in_and_issue_a_token_for_scripts() {
+    use std::io::Write;
+    crate::helpers::install_crypto();
+    let dir = std::env::temp_dir().join(format!("chex-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}/admin.db?mode=rwc", dir.display());
+    let secret = "0123456789abcdef0123456789abcdef-cli";
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = chex()
+            .args(args)
+            .env("CHEX_DATABASE_URL", &url)
+            .env("CHEX_JWT_SECRET", secret)
+            .env(
+                "CHEX_SECRET_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )
+            .env_remove("CHEX_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("run")
+    };
+    let create = [
+        "admin",
+        "create-account",
+        "--email",
+        "ops@acme.test",
+        "--org",
+        "acme",
+        "--admin",
+    ];
+    let short = run(&create, "short\n");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12"));
+    let ok = run(&create, "a long enough password\n");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ops@acme.test (admin)"));
+    let again = run(&create, "a long enough password\n");
+    assert!(!again.status.success(), "the same email twice is refused");
+
+    let issued = run(
+        &[
+            "token", "issue", "--org", "acme", "--ttl", "90", "--role", "admin",
+        ],
+        "",
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let token = String::from_utf8_lossy(&issued.stdout).trim().to_owned();
+    let missing = run(&["token", "issue", "--org", "nobody"], "");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no organization named nobody"));
+
+    // The same database served: the account logs in and the script token is accepted.
+    let mut config = chex::config::Config::for_tests();
+    config.jwt_secret = chex::config::Secret::new(secret);
+    let store = chex::store::Store::connect(&url).await.expect("store");
+    let claims = chex::auth::Keys::from_config(&config)
+        .expect("keys")
+        .verify(&token)
+        .expect("the issued token verifies");
+    assert_eq!(
+        (claims.role.as_str(), claims.exp - claims.iat),
+        ("admin", 90)
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = chex::app::Server::start_with_store(config, listener, store)
+        .await
+        .expect("server");
+    let http = reqwest::Client::new();
+    let login = http
+        .post(format!("http://{}/api/auth/login", server.addr))
+        .json(&serde_json::json!({"email": "ops@acme.test", "password": "a long enough password"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    let users = http
+        .get(format!("http://{}/api/accounts", server.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("accounts");
+    assert_eq!(users.status(), 200, "the script token is an admin's");
+    let _ = std::fs::remove_dir_all(dir);
+}

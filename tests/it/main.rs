@@ -6,7 +6,9 @@ mod checks;
 mod cli;
 
 mod fixtures;
+mod openapi;
 mod pipeline;
 mod slack;
+mod sse;
 mod store;
 mod ws;

@@ -110,18 +110,31 @@ async fn seqs_are_gap_free_across_batches_and_same_instant_events() {
             .collect();
         let a = store.append_events(&batch).await.expect("append");
         assert_eq!(
-            a.iter().map(|x| x.0).collect::<Vec<_>>(),
+            a.iter().map(|x| x.seq).collect::<Vec<_>>(),
             vec![1, 2, 3, 4, 5]
         );
         assert!(
-            a.windows(2).all(|w| w[0].1 < w[1].1),
+            a.windows(2).all(|w| w[0].observed_at < w[1].observed_at),
             "same-instant events get distinct times"
+        );
+        assert!(
+            a.windows(2).all(|w| w[0].id < w[1].id),
+            "row ids follow input order"
         );
         let b = store
             .append_events(&[event(p, Presence::Active, t)])
             .await
             .expect("append");
-        assert_eq!(b[0].0, 6);
+        assert_eq!(b[0].seq, 6);
+        assert!(b[0].id > a[4].id, "later commits get larger ids");
+        let replay = store
+            .events_after_id(&[p], a[2].id, 100)
+            .await
+            .expect("after id");
+        assert_eq!(
+            replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
         let latest = store.latest_events(&[p]).await.expect("latest");
         assert_eq!(latest[&p].seq, 6);
     })

@@ -252,7 +252,7 @@ async fn reconnecting_with_since_replays_exactly_the_missed_events() {
 }
 
 #[tokio::test]
-async fn a_reader_that_falls_behind_gets_a_resync_not_a_silent_gap() {
+async fn a_reader_that_never_reads_costs_bounded_memory_and_gets_resync_or_4008() {
     use std::sync::Arc;
     let app = TestApp::spawn_with(Options {
         users: 1,
@@ -278,10 +278,12 @@ async fn a_reader_that_falls_behind_gets_a_resync_not_a_silent_gap() {
         .expect("person");
     let card = Arc::new(row.card());
     // Far more frames than the socket buffers and the topic's ring hold, while the client reads
-    // nothing.
-    let text = "x".repeat(2000);
-    for seq in 1..=20_000 {
+    // nothing: 100,000 frames of ~4 KB, 400 MB if anything buffered them per socket.
+    let rss_before = rss_bytes();
+    let text = "x".repeat(4000);
+    for seq in 1..=100_000 {
         let event = chex::domain::StatusEvent {
+            id: 0,
             person: card.clone(),
             seq: 1_000_000 + seq,
             status: chex::domain::Status {
@@ -299,6 +301,12 @@ async fn a_reader_that_falls_behind_gets_a_resync_not_a_silent_gap() {
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(
+        grown < 150 << 20,
+        "a reader that never reads cost {} MB of server memory",
+        grown >> 20
+    );
     let mut statuses = 0;
     let resync = loop {
         use futures_util::StreamExt;
@@ -326,7 +334,7 @@ async fn a_reader_that_falls_behind_gets_a_resync_not_a_silent_gap() {
         }
     };
     assert!(
-        statuses < 20_000,
+        statuses < 100_000,
         "frames were skipped, so a resync is owed"
     );
     assert_eq!(resync["topic"], people[0]["topic"]);
@@ -346,4 +354,85 @@ async fn a_reader_that_falls_behind_gets_a_resync_not_a_silent_gap() {
         .and_then(|n| n.parse().ok())
         .expect("resync counter");
     assert!(resyncs >= 1, "resyncs are counted");
+}
+
+/// This process's resident set (the server runs in it), from /proc; 0 where there is no /proc.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test]
+async fn ten_thousand_subscribe_requests_are_each_answered() {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        ..Default::default()
+    })
+    .await;
+    app.wait_for_people(2).await;
+    let ws = app.connect(Some(&app.token)).await;
+    let (mut tx, mut rx) = ws.split();
+    // Written from another task while this one reads, as a greedy client would: replies must not
+    // wait for the client to stop sending.
+    let writer = tokio::spawn(async move {
+        for i in 0..10_000u32 {
+            let topic = match i % 4 {
+                0 => format!("team:{TEAM}"),
+                1 => format!("user:{}", 1_000_000 + i),
+                2 => "not-a-topic".to_owned(),
+                _ => "team:TNOTOURS".to_owned(),
+            };
+            let frame = json!({"type": "subscribe", "id": i, "topics": [topic]});
+            tx.send(Message::text(frame.to_string()))
+                .await
+                .expect("send");
+        }
+        tx
+    });
+    let mut answered = std::collections::HashMap::<String, u32>::new();
+    let mut next_id = 0u32;
+    while next_id < 10_000 {
+        let msg = tokio::time::timeout(Duration::from_secs(30), rx.next())
+            .await
+            .expect("answers keep coming")
+            .expect("socket open")
+            .expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["type"] == "status" {
+            continue;
+        }
+        assert_eq!(v["id"], next_id, "answers come in order, one per request");
+        let kind = if v["type"] == "error" {
+            v["code"].as_str().expect("code").to_owned()
+        } else {
+            v["type"].as_str().expect("type").to_owned()
+        };
+        *answered.entry(kind).or_default() += 1;
+        next_id += 1;
+    }
+    assert_eq!(answered["subscribed"], 2500);
+    assert_eq!(answered["forbidden"], 5000);
+    assert_eq!(answered["bad_request"], 2500);
+    let mut tx = writer.await.expect("writer");
+    tx.send(Message::text(
+        json!({"type": "ping", "id": "alive"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    loop {
+        let Some(Ok(Message::Text(t))) = rx.next().await else {
+            panic!("socket closed")
+        };
+        if t.as_str().contains("\"pong\"") {
+            break;
+        }
+    }
 }

@@ -1,0 +1,86 @@
+//! Which topics a caller may hold, and whom a topic covers: shared by the WebSocket and SSE
+//! streams so both refuse and include exactly the same people.
+
+use std::sync::Arc;
+
+use super::state::AppState;
+use crate::auth::Claims;
+use crate::domain::{PersonCard, Topic};
+use crate::store::PeopleFilter;
+
+/// Checks that the caller may see `topic`.
+pub async fn authorize(
+    s: &AppState,
+    topic: &str,
+    claims: &Claims,
+) -> Result<Topic, (&'static str, String)> {
+    let parsed = Topic::parse(topic).ok_or((
+        "bad_request",
+        format!("{topic}: not a topic (user:<id> or team:<id>)"),
+    ))?;
+    if !claims.allows_topic(topic) {
+        return Err(("forbidden", format!("{topic}: outside this token's topics")));
+    }
+    let ok = match &parsed {
+        Topic::User(id) => s
+            .store
+            .person(*id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.organization_id == claims.org),
+        Topic::Team(t) => s
+            .store
+            .connection_by_external_id("slack", t)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.organization_id == claims.org),
+    };
+    if ok {
+        Ok(parsed)
+    } else {
+        Err(("forbidden", format!("{topic}: not in your organization")))
+    }
+}
+
+/// The people a topic covers, in the caller's organization.
+pub async fn people_of(
+    s: &AppState,
+    topic: &Topic,
+    org: i64,
+) -> Result<Vec<Arc<PersonCard>>, String> {
+    match topic {
+        Topic::User(id) => Ok(s
+            .store
+            .person(*id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|p| Arc::new(p.card()))
+            .into_iter()
+            .collect()),
+        Topic::Team(t) => {
+            let mut out = Vec::new();
+            let mut after = None;
+            loop {
+                let f = PeopleFilter {
+                    team_id: Some(t.clone()),
+                    query: None,
+                    after_id: after,
+                    limit: 1000,
+                };
+                let rows = s.store.people(org, &f).await.map_err(|e| e.to_string())?;
+                let n = rows.len();
+                after = rows.last().map(|r| r.person_id);
+                out.extend(
+                    rows.into_iter()
+                        .filter(|r| !r.deleted && !r.is_bot)
+                        .map(|r| Arc::new(r.card())),
+                );
+                if n < 1000 {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+}
