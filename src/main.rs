@@ -38,6 +38,8 @@ enum Command {
         #[arg(long, env = "CHEX_DEMO_CHANGE_EVERY", default_value_t = 3)]
         change_every: u64,
     },
+    /// Measure fan-out, latency, memory and the pipeline (docs/benchmarks.md).
+    Bench(#[command(flatten)] chex::bench::BenchArgs),
     /// Manage the database schema.
     Migrate {
         #[command(subcommand)]
@@ -275,6 +277,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "created account {} ({}) in organization {}",
                 a.email, a.role, o.name
             );
+            Ok(())
+        }
+        Command::Bench(args) => {
+            chex::bench::run(args).await?;
             Ok(())
         }
         Command::Token {

@@ -2,6 +2,7 @@
 mod helpers;
 
 mod auth;
+mod bench;
 mod checks;
 mod cli;
 

@@ -38,12 +38,20 @@ async fn every_documented_operation_is_served() {
         assert_ne!(status, 405, "{method} {path}: method not routed");
         assert!(
             !(status == 404
-                && body["error"]["message"].as_str().unwrap_or("").starts_with("no route")),
+                && body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("no route")),
             "{method} {path}: documented but not routed"
         );
     }
     // And the reverse holds for a path nobody serves.
     let (status, body) = app.get("/api/nothing-here").await;
     assert_eq!(status, 404);
-    assert!(body["error"]["message"].as_str().expect("message").starts_with("no route"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("no route")
+    );
 }

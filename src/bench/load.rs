@@ -1,0 +1,358 @@
+//! The load: subscribers that time every status frame they receive, and an open-loop driver that
+//! posts signed Slack `user_change` events at a fixed rate, each stamped with its send time.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::histogram::Histogram;
+use crate::sources::slack::events::sign;
+
+/// Marks a bench change in a status text: `bench <send time in µs since the epoch>`.
+const STAMP: &str = "\"text\":\"bench ";
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// What subscribers saw during one measured step.
+#[derive(Default, Clone)]
+pub struct Step {
+    pub latencies: Histogram,
+    /// When the last stamped frame arrived (µs since the epoch).
+    pub last_us: u64,
+}
+
+/// What one subscriber saw, per step.
+#[derive(Default)]
+pub struct Seen {
+    pub steps: Vec<Step>,
+    pub resyncs: u64,
+}
+
+/// Phases the subscribers follow: record into step `k` while `Measure(k)`, close at `Stop`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    Idle,
+    Measure(usize),
+    Stop,
+}
+
+/// Connections open and subscribed, reading in their own tasks.
+pub struct Subscribers {
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Seen>>>,
+    phase: watch::Sender<Phase>,
+    /// Stamped frames received by all subscribers together, to tell when a step has drained.
+    pub received: Arc<AtomicU64>,
+}
+
+/// A local source address for connection `i`: 20,000 per 127.0.0.x so that past ~28k
+/// connections the ephemeral ports of one source address do not run out.
+fn source_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / 20_000) as u8)),
+        0,
+    )
+}
+
+impl Subscribers {
+    /// Opens one socket per entry of `topics`, authenticated with `token`, each subscribed to its
+    /// topic; returns once every one has its `subscribed` reply.
+    pub async fn open(
+        ws_url: &str,
+        token: &str,
+        topics: Vec<String>,
+    ) -> anyhow::Result<Subscribers> {
+        let (phase, _) = watch::channel(Phase::Idle);
+        let host = ws_url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .context("ws url")?
+            .to_owned();
+        let server: SocketAddr = host.parse().context("server address")?;
+        let url = format!("{ws_url}?access_token={token}");
+        let ready = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::with_capacity(topics.len());
+        // Opened in waves so the accept queue never overflows.
+        let n = topics.len();
+        for (i, topic) in topics.into_iter().enumerate() {
+            let url = url.clone();
+            let rx = phase.subscribe();
+            let ready_one = ready.clone();
+            let received = received.clone();
+            tasks.push(tokio::spawn(async move {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(source_addr(i))?;
+                let tcp = socket.connect(server).await?;
+                tcp.set_nodelay(true)?;
+                let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp).await?;
+                subscriber(ws, topic, rx, ready_one, received).await
+            }));
+            if i % 500 == 499 {
+                while ready.load(Ordering::Relaxed) + 200 < (i + 1) as u64 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while ready.load(Ordering::Relaxed) < n as u64 {
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "only {} of {n} subscribers were ready after 120 s",
+                    ready.load(Ordering::Relaxed)
+                );
+            }
+            if let Some(done) = tasks.iter().position(|t| t.is_finished()) {
+                let failed = tasks.swap_remove(done).await?;
+                bail!("a subscriber ended early: {:?}", failed.err());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Subscribers {
+            tasks,
+            phase,
+            received,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        let _ = self.phase.send(p);
+    }
+
+    /// Stops every subscriber and merges what they saw.
+    pub async fn finish(self) -> anyhow::Result<Seen> {
+        self.set_phase(Phase::Stop);
+        let mut all = Seen::default();
+        for t in self.tasks {
+            let s = t.await??;
+            if all.steps.len() < s.steps.len() {
+                all.steps.resize(s.steps.len(), Step::default());
+            }
+            for (a, b) in all.steps.iter_mut().zip(&s.steps) {
+                a.latencies.merge(&b.latencies);
+                a.last_us = a.last_us.max(b.last_us);
+            }
+            all.resyncs += s.resyncs;
+        }
+        Ok(all)
+    }
+}
+
+async fn subscriber<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    topic: String,
+    mut phase: watch::Receiver<Phase>,
+    ready: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+) -> anyhow::Result<Seen>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let sub = json!({"type": "subscribe", "id": "b", "topics": [topic]}).to_string();
+    ws.send(Message::text(sub)).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"subscribed\"") => break,
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"error\"") => {
+                bail!("subscribe refused: {}", t.as_str())
+            }
+            Some(Ok(_)) => {}
+            other => bail!("socket ended before subscribed: {other:?}"),
+        }
+    }
+    ready.fetch_add(1, Ordering::Relaxed);
+    let mut seen = Seen::default();
+    loop {
+        tokio::select! {
+            biased;
+            _ = phase.changed() => {
+                if *phase.borrow() == Phase::Stop {
+                    let _ = ws.close(None).await;
+                    return Ok(seen);
+                }
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let t = t.as_str();
+                    if let Some(at) = t.find(STAMP) {
+                        let digits = &t[at + STAMP.len()..];
+                        let end = digits.find('"').unwrap_or(digits.len());
+                        if let Ok(sent) = digits[..end].parse::<u64>()
+                            && let Phase::Measure(k) = *phase.borrow()
+                        {
+                            if seen.steps.len() <= k {
+                                seen.steps.resize(k + 1, Step::default());
+                            }
+                            let now = now_us();
+                            let step = &mut seen.steps[k];
+                            step.latencies.record(now.saturating_sub(sent));
+                            step.last_us = now;
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if t.contains("\"resync\"") {
+                        seen.resyncs += 1;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("socket error: {e}"),
+                None => bail!("server closed the socket"),
+            }
+        }
+    }
+}
+
+/// Posts signed `user_change` events for the workspace's users.
+pub struct Driver {
+    http: reqwest::Client,
+    url: String,
+    team: String,
+    secret: String,
+    users: Vec<Value>,
+    pub sent: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+    /// Last stamp used: stamps are unique, so no change repeats the status it replaces.
+    last_stamp: AtomicU64,
+}
+
+impl Driver {
+    /// Loads the users as Slack serves them (from the simulator's `users.list`).
+    pub async fn new(
+        http: reqwest::Client,
+        base: &str,
+        sim_url: &str,
+        team: &str,
+        secret: &str,
+    ) -> anyhow::Result<Driver> {
+        let token = format!("xoxb-sim-{}", team.to_lowercase());
+        let mut users = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let v: Value = http
+                .get(format!("{}/users.list", sim_url.trim_end_matches('/')))
+                .bearer_auth(&token)
+                .query(&[("limit", "200"), ("cursor", cursor.as_str())])
+                .send()
+                .await?
+                .json()
+                .await?;
+            if v["ok"] != true {
+                bail!("users.list: {v}");
+            }
+            users.extend(
+                v["members"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|u| {
+                        u["is_bot"] != true && u["deleted"] != true && u["id"] != "USLACKBOT"
+                    }),
+            );
+            cursor = v["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if cursor.is_empty() {
+                break;
+            }
+        }
+        Ok(Driver {
+            http,
+            url: format!("{base}/slack/events"),
+            team: team.to_owned(),
+            secret: secret.to_owned(),
+            users,
+            sent: Arc::default(),
+            failed: Arc::default(),
+            last_stamp: AtomicU64::new(0),
+        })
+    }
+
+    pub fn users(&self) -> &[Value] {
+        &self.users
+    }
+
+    /// Changes user `idx`'s status text to a send-time stamp, without waiting for the answer.
+    fn fire(&self, idx: usize, counter: u64) {
+        let mut user = self.users[idx].clone();
+        let now = now_us();
+        let prev = self.last_stamp.fetch_max(now, Ordering::Relaxed);
+        let stamp = if prev >= now {
+            self.last_stamp.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            now
+        };
+        user["profile"]["status_text"] = json!(format!("bench {stamp}"));
+        user["profile"]["status_emoji"] = json!(":zap:");
+        let now = stamp / 1_000_000;
+        let body = json!({
+            "token": "bench", "team_id": self.team, "api_app_id": "A0BENCH",
+            "type": "event_callback", "event_id": format!("EvB{counter:012}"), "event_time": now,
+            "event": {"type": "user_change", "user": user, "event_ts": format!("{now}.000100")},
+        })
+        .to_string();
+        let ts = now.to_string();
+        let sig = sign(&self.secret, &ts, body.as_bytes());
+        let req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(body);
+        let failed = self.failed.clone();
+        tokio::spawn(async move {
+            match req.send().await {
+                Ok(r) if r.status().is_success() => {}
+                _ => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Sends `rate` changes per second for `secs`, open loop: the schedule is fixed in advance
+    /// and a late tick sends everything due, so a slow server cannot slow the sender down.
+    /// `pick(n)` chooses the user of the n-th change. Returns changes sent per user.
+    pub async fn drive(
+        &self,
+        rate: f64,
+        secs: f64,
+        mut pick: impl FnMut(u64) -> usize,
+    ) -> Vec<u64> {
+        let mut per_user = vec![0u64; self.users.len()];
+        let total = (rate * secs).round() as u64;
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut n = 0u64;
+        while n < total {
+            tick.tick().await;
+            let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
+            while n < due {
+                let idx = pick(n);
+                per_user[idx] += 1;
+                self.fire(idx, self.sent.fetch_add(1, Ordering::Relaxed));
+                n += 1;
+            }
+        }
+        per_user
+    }
+}

@@ -1,0 +1,414 @@
+//! `chex bench`: the load generator behind docs/benchmarks.md.
+//!
+//! The server runs as a child process (`chex demo` with its status churn off), so its memory and
+//! CPU are read from /proc apart from the load generator's. Changes enter through the real
+//! ingestion path: signed Slack Events API `user_change` posts, each stamped with its send time in
+//! the status text; every subscriber times every frame it receives. Sending is open-loop: the
+//! schedule is fixed in advance, so a slow server shows up as latency, not as a slower sender.
+
+mod histogram;
+mod load;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::demo::DEMO_TEAM;
+use load::{Driver, Phase, Subscribers};
+use server::ServerProcess;
+
+pub use histogram::Histogram;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Every subscriber on one team topic; changes round-robin over the team's users.
+    Team,
+    /// One user topic per subscriber (users = subscribers); changes to random users.
+    Users,
+    /// Idle subscribed connections: memory only.
+    Idle,
+    /// A full sweep of a large workspace, and batched history writes on SQLite and PostgreSQL.
+    Pipeline,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "team")]
+    pub scenario: Scenario,
+    /// WebSocket subscribers to open.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// People in the simulated workspace (team scenario; `users` uses one per subscriber, and
+    /// `pipeline` sweeps this many).
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Changes per second, one measured step per value: `--rates 1,5,10`.
+    #[arg(long, value_delimiter = ',', default_value = "50")]
+    pub rates: Vec<f64>,
+    /// Seconds each step sends for.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// History events the pipeline scenario writes per backend.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: usize,
+}
+
+/// One measured step, printed as a table row and as a `BENCH {json}` line.
+#[derive(Serialize, Debug, Default)]
+pub struct Report {
+    pub scenario: String,
+    pub subscribers: usize,
+    pub topics: usize,
+    pub rate: f64,
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: i64,
+    pub resyncs: u64,
+    pub send_failures: u64,
+    pub deliveries_per_sec: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub rss_base_mb: f64,
+    pub rss_idle_mb: f64,
+    pub rss_peak_mb: f64,
+    pub rss_per_conn_kb: f64,
+    pub cpu_us_per_delivery: f64,
+    /// Scenario-specific figures (pipeline: sweep seconds, writes per second).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+impl Report {
+    fn print(&self) {
+        println!(
+            "{:<8} n={:<6} topics={:<6} rate={:<6} sent={:<7} delivered={:<9} lost={:<5} resyncs={:<4} {:>9.0}/s  p50={:.1}ms p90={:.1}ms p99={:.1}ms max={:.1}ms  rss idle={:.1}MB peak={:.1}MB per-conn={:.2}KB  cpu/delivery={:.2}µs",
+            self.scenario,
+            self.subscribers,
+            self.topics,
+            self.rate,
+            self.sent,
+            self.delivered,
+            self.lost,
+            self.resyncs,
+            self.deliveries_per_sec,
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.rss_idle_mb,
+            self.rss_peak_mb,
+            self.rss_per_conn_kb,
+            self.cpu_us_per_delivery
+        );
+        for (k, v) in &self.extra {
+            println!("         {k} = {v}");
+        }
+        println!("BENCH {}", serde_json::to_string(self).unwrap_or_default());
+    }
+}
+
+/// Runs the scenario, printing a report per step; returns the reports.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
+    let limit = server::raise_nofile();
+    if args.subscribers as u64 + 1000 > limit && args.scenario != Scenario::Pipeline {
+        bail!(
+            "{} subscribers need more open files than the limit of {limit}: raise `ulimit -n`",
+            args.subscribers
+        );
+    }
+    let reports = match args.scenario {
+        Scenario::Pipeline => pipeline(&args).await?,
+        _ => fanout(&args).await?,
+    };
+    for r in &reports {
+        r.print();
+    }
+    Ok(reports)
+}
+
+async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
+    let users = match args.scenario {
+        Scenario::Users => args.subscribers,
+        _ => args.users,
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let srv = ServerProcess::spawn(users, None)?;
+    srv.wait_for_people(&http, users).await?;
+    let driver = Driver::new(
+        http.clone(),
+        &srv.base,
+        &srv.sim_url,
+        DEMO_TEAM,
+        &srv.signing_secret,
+    )
+    .await?;
+    let topics: Vec<String> = match args.scenario {
+        Scenario::Users => {
+            let mut by_slack = std::collections::HashMap::new();
+            let mut cursor: Option<i64> = None;
+            loop {
+                let mut url = format!("{}/api/users?limit=1000", srv.base);
+                if let Some(c) = cursor {
+                    url.push_str(&format!("&cursor={c}"));
+                }
+                let v: serde_json::Value = http
+                    .get(url)
+                    .bearer_auth(&srv.token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                for u in v["users"].as_array().into_iter().flatten() {
+                    if let (Some(s), Some(t)) = (u["slack_id"].as_str(), u["topic"].as_str()) {
+                        by_slack.insert(s.to_owned(), t.to_owned());
+                    }
+                }
+                cursor = v["next_cursor"].as_i64();
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            driver
+                .users()
+                .iter()
+                .map(|u| {
+                    by_slack
+                        .get(u["id"].as_str().unwrap_or(""))
+                        .cloned()
+                        .ok_or_else(|| anyhow::anyhow!("no person for {}", u["id"]))
+                })
+                .collect::<anyhow::Result<_>>()?
+        }
+        _ => vec![format!("team:{DEMO_TEAM}"); args.subscribers],
+    };
+    let topic_count = match args.scenario {
+        Scenario::Users => topics.len(),
+        _ => 1,
+    };
+    // Let the first sweep's allocations settle before the baseline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_base = srv.rss();
+    let subs = Subscribers::open(&srv.ws, &srv.token, topics).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = srv.rss();
+    let n = subs.count();
+    let base = Report {
+        scenario: format!("{:?}", args.scenario).to_lowercase(),
+        subscribers: n,
+        topics: topic_count,
+        rss_base_mb: rss_base as f64 / MB,
+        rss_idle_mb: rss_idle as f64 / MB,
+        rss_per_conn_kb: rss_idle.saturating_sub(rss_base) as f64 / n.max(1) as f64 / 1024.0,
+        ..Default::default()
+    };
+    if args.scenario == Scenario::Idle {
+        let mut r = base;
+        r.rss_peak_mb = srv.rss_peak() as f64 / MB;
+        subs.finish().await?;
+        return Ok(vec![r]);
+    }
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut steps = Vec::new();
+    for (k, &rate) in args.rates.iter().enumerate() {
+        let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+        let failed_before = driver.failed.load(std::sync::atomic::Ordering::Relaxed);
+        let cpu0 = srv.cpu();
+        let started_us = load::now_us();
+        subs.set_phase(Phase::Measure(k));
+        let per_user = match args.scenario {
+            Scenario::Users => {
+                driver
+                    .drive(rate, args.duration, |_| rng.random_range(0..users))
+                    .await
+            }
+            _ => {
+                driver
+                    .drive(rate, args.duration, |i| i as usize % users)
+                    .await
+            }
+        };
+        let sent: u64 = per_user.iter().sum();
+        let expected = match args.scenario {
+            Scenario::Users => sent,
+            _ => sent * n as u64,
+        };
+        // Drain: until everything expected arrived, or nothing more arrives for 3 s.
+        let mut last = (before, Instant::now());
+        loop {
+            let got = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+            if got - before >= expected {
+                break;
+            }
+            if got != last.0 {
+                last = (got, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        subs.set_phase(Phase::Idle);
+        let cpu = srv.cpu().saturating_sub(cpu0);
+        steps.push((
+            rate,
+            sent,
+            expected,
+            started_us,
+            cpu,
+            driver.failed.load(std::sync::atomic::Ordering::Relaxed) - failed_before,
+        ));
+        // A quiet second between steps, so one step's tail is not the next one's start.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let rss_peak = srv.rss_peak();
+    let seen = subs.finish().await?;
+    let mut reports = Vec::new();
+    for (k, (rate, sent, expected, started_us, cpu, failed)) in steps.into_iter().enumerate() {
+        let step = seen.steps.get(k).cloned().unwrap_or_default();
+        let delivered = step.latencies.count();
+        let secs = (step.last_us.saturating_sub(started_us) as f64 / 1e6).max(1e-3);
+        let mut r = Report {
+            rate,
+            sent,
+            expected,
+            delivered,
+            lost: expected as i64 - delivered as i64,
+            resyncs: seen.resyncs,
+            send_failures: failed,
+            deliveries_per_sec: delivered as f64 / secs,
+            p50_ms: step.latencies.quantile_us(0.5) as f64 / 1000.0,
+            p90_ms: step.latencies.quantile_us(0.9) as f64 / 1000.0,
+            p99_ms: step.latencies.quantile_us(0.99) as f64 / 1000.0,
+            max_ms: step.latencies.max_us() as f64 / 1000.0,
+            rss_peak_mb: rss_peak as f64 / MB,
+            cpu_us_per_delivery: cpu.as_micros() as f64 / delivered.max(1) as f64,
+            ..Default::default()
+        };
+        r.scenario = base.scenario.clone();
+        r.subscribers = base.subscribers;
+        r.topics = base.topics;
+        r.rss_base_mb = base.rss_base_mb;
+        r.rss_idle_mb = base.rss_idle_mb;
+        r.rss_per_conn_kb = base.rss_per_conn_kb;
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
+use rand::{Rng, SeedableRng};
+
+/// Scenario 5: one full sweep of `users` people through the real poller (CPU and wall time of
+/// the server process, simulator included), then `events` history writes in batches of 2,000 on
+/// SQLite and, when `CHEX_TEST_DATABASE_URL` names a server, on a scratch PostgreSQL database.
+async fn pipeline(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let srv = ServerProcess::spawn(args.users, None)?;
+    let cpu_start = srv.cpu();
+    srv.wait_for_people(&http, args.users).await?;
+    let wall = started.elapsed();
+    let cpu = srv.cpu().saturating_sub(cpu_start);
+    let mut r = Report {
+        scenario: "pipeline".into(),
+        rss_peak_mb: srv.rss_peak() as f64 / MB,
+        ..Default::default()
+    };
+    drop(srv);
+    r.extra.insert("sweep_users".into(), args.users.into());
+    r.extra
+        .insert("sweep_wall_s".into(), round3(wall.as_secs_f64()).into());
+    r.extra
+        .insert("sweep_cpu_s".into(), round3(cpu.as_secs_f64()).into());
+
+    let dir = std::env::temp_dir().join(format!("chex-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sqlite =
+        crate::store::Store::connect(&format!("sqlite://{}/history.db?mode=rwc", dir.display()))
+            .await?;
+    sqlite.migrate().await?;
+    let rate = history_writes(&sqlite, args.events).await?;
+    r.extra
+        .insert("sqlite_events_per_s".into(), rate.round().into());
+    drop(sqlite);
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var("CHEX_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
+        && let Some(pg) = crate::store::testing::TestDb::postgres().await
+    {
+        let rate = history_writes(&pg.store, args.events).await?;
+        r.extra
+            .insert("postgres_events_per_s".into(), rate.round().into());
+    }
+    Ok(vec![r])
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Appends `n` events for 1,000 people in batches of 2,000 (the pipeline's batch size) and
+/// returns events per second.
+async fn history_writes(store: &crate::store::Store, n: usize) -> anyhow::Result<f64> {
+    use crate::domain::{Field, Presence, Source, Status};
+    use crate::store::{NewConnection, NewEvent, SlackUserRecord};
+    let org = store.ensure_organization("bench").await?;
+    let conn = store
+        .upsert_connection(NewConnection {
+            organization_id: org.id,
+            kind: "slack",
+            external_id: "TBENCH",
+            name: "bench",
+            credential_ciphertext: "x".into(),
+            signing_secret_ciphertext: None,
+            fingerprint: "f".into(),
+        })
+        .await?;
+    let records: Vec<SlackUserRecord> = (0..1000)
+        .map(|i| SlackUserRecord {
+            slack_id: format!("UB{i:06}"),
+            team_id: "TBENCH".into(),
+            name: format!("user{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let people: Vec<i64> = store
+        .upsert_slack_users(conn.id, org.id, &records)
+        .await?
+        .iter()
+        .map(|p| p.person_id)
+        .collect();
+    let t0 = crate::domain::now();
+    let started = Instant::now();
+    let mut written = 0;
+    while written < n {
+        let batch: Vec<NewEvent> = (written..(written + 2000).min(n))
+            .map(|i| NewEvent {
+                person_id: people[i % people.len()],
+                observed_at: t0 + chrono::Duration::milliseconds(i as i64),
+                status: Status {
+                    presence: if i % 2 == 0 {
+                        Presence::Active
+                    } else {
+                        Presence::Away
+                    },
+                    text: format!("status {i}"),
+                    ..Status::default()
+                },
+                changed: vec![Field::Presence, Field::Text],
+                previous: Default::default(),
+                source: Source::Slack,
+            })
+            .collect();
+        written += batch.len();
+        store.append_events(&batch).await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,191 @@
+//! The server under test: `chex demo` in a child process, so its memory and CPU can be read from
+//! /proc apart from the load generator's.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// A running `chex demo` child; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    pub ws: String,
+    pub token: String,
+    pub sim_url: String,
+    pub signing_secret: String,
+    _dir: TempDir,
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts a demo server of `users` people with no simulated status churn (the bench makes the
+    /// changes) and polling slow enough to stay out of the measurement once the first sweep is in.
+    pub fn spawn(users: usize, database_url: Option<&str>) -> anyhow::Result<ServerProcess> {
+        let dir = std::env::temp_dir().join(format!(
+            "chex-bench-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let dir = TempDir(dir);
+        let secret = format!("bench-secret-{}", rand::random::<u64>());
+        let db = database_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.0.display()));
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("demo")
+            .env("CHEX_DATABASE_URL", db)
+            .env("CHEX_BIND", "127.0.0.1:0")
+            .env("CHEX_DEMO_USERS", users.to_string())
+            .env("CHEX_DEMO_SIGNING_SECRET", &secret)
+            .env("CHEX_DEMO_CHANGE_EVERY", "0")
+            .env("CHEX_POLL_SWEEP_INTERVAL", "3600")
+            .env("CHEX_POLL_WATCHED_INTERVAL", "3600")
+            .env("CHEX_POLL_DND_INTERVAL", "3600")
+            .env("CHEX_SLACK_RATE_SCALE", "1000")
+            .env("CHEX_WS_MAX_TOPICS", "100")
+            .env("CHEX_LOG", "warn")
+            .env_remove("CHEX_PUBLIC_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting chex demo")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut field = |prefix: &str| -> anyhow::Result<String> {
+            let line = lines
+                .next()
+                .context("chex demo exited before printing its address")??;
+            line.strip_prefix(prefix)
+                .map(|s| s.trim().to_owned())
+                .with_context(|| format!("expected {prefix:?}, got {line:?}"))
+        };
+        let base = field("dashboard: ")?.trim_end_matches('/').to_owned();
+        let _login = field("login: ")?;
+        let token = field("token: ")?;
+        let sim_url = field("slack simulator: ")?;
+        let ws = base.replacen("http://", "ws://", 1) + "/ws";
+        Ok(ServerProcess {
+            child,
+            base,
+            ws,
+            token,
+            sim_url,
+            signing_secret: secret,
+            _dir: dir,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now, in bytes.
+    pub fn rss(&self) -> u64 {
+        proc_status_kb(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Peak resident memory since start, in bytes.
+    pub fn rss_peak(&self) -> u64 {
+        proc_status_kb(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// User + system CPU time used so far.
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid())
+    }
+
+    /// Waits until the server reports `users` people with a status (the first sweep is in).
+    pub async fn wait_for_people(
+        &self,
+        http: &reqwest::Client,
+        users: usize,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let committed = self.metric(http, "chex_events_committed_total").await?;
+            if committed >= users as u64 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("only {committed} of {users} people appeared within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One counter or gauge from /metrics (summed over labels).
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
+        let text = http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, from /proc/<pid>/stat (clock ticks of 10 ms on Linux).
+pub fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name, which may itself hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Raises this process's open-file limit to its hard limit (children inherit it).
+pub fn raise_nofile() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        lim.rlim_cur
+    }
+}

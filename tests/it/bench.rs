@@ -1,0 +1,105 @@
+//! `chex bench` with tiny numbers: the tool works and loses nothing. Counts only, never times.
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chex"))
+        .arg("bench")
+        .args(args)
+        .env_remove("CHEX_DATABASE_URL")
+        .env_remove("CHEX_JWT_SECRET")
+        .env_remove("CHEX_SECRET_KEY")
+        .output()
+        .expect("run chex bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("BENCH "))
+        .map(|l| serde_json::from_str(l).expect("machine-readable line"))
+        .collect()
+}
+
+fn assert_nothing_lost(r: &Value) {
+    assert!(r["sent"].as_u64().expect("sent") > 0, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["delivered"], r["expected"], "{r}");
+    assert_eq!(r["send_failures"], 0, "{r}");
+}
+
+#[tokio::test]
+async fn team_fanout_delivers_every_change_to_every_subscriber() {
+    let reports = tokio::task::spawn_blocking(|| {
+        bench(&[
+            "--scenario",
+            "team",
+            "--subscribers",
+            "40",
+            "--users",
+            "8",
+            "--rates",
+            "20,40",
+            "--duration",
+            "1",
+        ])
+    })
+    .await
+    .expect("bench");
+    assert_eq!(reports.len(), 2, "one report per rate");
+    for r in &reports {
+        assert_nothing_lost(r);
+        assert_eq!(r["subscribers"], 40);
+        assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
+    }
+}
+
+#[tokio::test]
+async fn per_user_topics_deliver_each_change_once() {
+    let reports = tokio::task::spawn_blocking(|| {
+        bench(&[
+            "--scenario",
+            "users",
+            "--subscribers",
+            "30",
+            "--rates",
+            "60",
+            "--duration",
+            "1",
+        ])
+    })
+    .await
+    .expect("bench");
+    assert_eq!(reports.len(), 1);
+    assert_nothing_lost(&reports[0]);
+    assert_eq!(reports[0]["topics"], 30);
+    assert_eq!(reports[0]["expected"], reports[0]["sent"]);
+}
+
+#[tokio::test]
+async fn idle_and_pipeline_scenarios_report_memory_and_throughput() {
+    let idle = tokio::task::spawn_blocking(|| {
+        bench(&["--scenario", "idle", "--subscribers", "20", "--users", "5"])
+    })
+    .await
+    .expect("bench");
+    assert!(idle[0]["rss_idle_mb"].as_f64().expect("rss") > 0.0);
+    let pipeline = tokio::task::spawn_blocking(|| {
+        bench(&[
+            "--scenario",
+            "pipeline",
+            "--users",
+            "300",
+            "--events",
+            "4000",
+        ])
+    })
+    .await
+    .expect("bench");
+    let extra = &pipeline[0]["extra"];
+    assert_eq!(extra["sweep_users"], 300);
+    assert!(extra["sqlite_events_per_s"].as_f64().expect("sqlite rate") > 0.0);
+}
