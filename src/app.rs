@@ -95,6 +95,8 @@ impl Server {
             secret_key,
             slack,
             credentials: Arc::default(),
+            known_users: Default::default(),
+            workspaces: Arc::default(),
         };
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();

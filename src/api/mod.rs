@@ -8,6 +8,7 @@ mod slack_events;
 mod sse;
 mod state;
 mod topics;
+mod web;
 mod ws;
 
 pub use error::ApiError;
@@ -25,6 +26,8 @@ pub fn routes(
         .or(sse::route(state.clone()).boxed())
         .unify()
         .or(slack_events::route(state).boxed())
+        .unify()
+        .or(web::routes().boxed())
         .unify()
         .boxed()
         .recover(error::handle_rejection)

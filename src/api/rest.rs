@@ -502,6 +502,7 @@ async fn connect_slack(c: Claims, body: ConnectSlack, s: AppState) -> Resp {
         })
         .await
         .map_err(reject)?;
+    s.forget_workspace(&conn.external_id, conn.id);
     Ok(warp::reply::with_status(
         warp::reply::json(&connection_json(&conn)),
         warp::http::StatusCode::CREATED,
@@ -882,5 +883,8 @@ async fn patch_account(id: i64, c: Claims, body: PatchAccount, s: AppState) -> R
 async fn delete_connection(id: i64, c: Claims, s: AppState) -> Resp {
     admin(&c)?;
     s.store.delete_connection(c.org, id).await.map_err(reject)?;
+    // Which team it was is gone with the row: forget every cached workspace (they reload).
+    s.workspaces.clear();
+    s.known_users.forget_connection(id);
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }

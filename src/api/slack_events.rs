@@ -6,7 +6,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ApiError;
-use super::state::AppState;
+use super::state::{AppState, CachedWorkspace, WORKSPACE_TTL};
 use crate::metrics::METRICS;
 use crate::poll::slack::{ingest_dnd, ingest_user};
 use crate::sources::slack::events::{Envelope, Event, verify};
@@ -50,16 +50,32 @@ async fn handle(
     let Some(team) = env.team_id.clone() else {
         return refuse("no team_id: cannot pick a signing secret");
     };
-    let conn = match s.store.connection_by_external_id("slack", &team).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return refuse("unknown workspace"),
-        Err(e) => return ApiError::from(e).into_response(),
+    let cached = s
+        .workspaces
+        .get(&team)
+        .filter(|w| w.at.elapsed() < WORKSPACE_TTL)
+        .map(|w| w.clone());
+    let ws = match cached {
+        Some(w) => w,
+        None => match s.store.connection_by_external_id("slack", &team).await {
+            Ok(Some(c)) => {
+                let w = CachedWorkspace {
+                    at: std::time::Instant::now(),
+                    signing_secret: c
+                        .signing_secret_ciphertext
+                        .as_deref()
+                        .and_then(|sealed| s.secret_key.open(sealed).ok()),
+                    connection: c,
+                };
+                s.workspaces.insert(team.clone(), w.clone());
+                w
+            }
+            Ok(None) => return refuse("unknown workspace"),
+            Err(e) => return ApiError::from(e).into_response(),
+        },
     };
-    let Some(secret) = conn
-        .signing_secret_ciphertext
-        .as_deref()
-        .and_then(|c| s.secret_key.open(c).ok())
-    else {
+    let conn = ws.connection;
+    let Some(secret) = ws.signing_secret else {
         return refuse("workspace has no signing secret");
     };
     if let Err(e) = verify(
@@ -89,7 +105,7 @@ async fn handle(
         for attempt in 1..=5 {
             let r = match &event {
                 Event::UserChange(u) | Event::UserStatusChanged(u) => {
-                    ingest_user(&s.store, &s.pipeline, &conn, u).await
+                    ingest_user(&s.store, &s.pipeline, &s.known_users, &conn, u).await
                 }
                 Event::DndUpdatedUser { user, dnd } => {
                     ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd).await

@@ -23,6 +23,22 @@ pub struct AppState {
     pub slack: SlackClient,
     /// Live sockets per bot credential (`bot:{id}`), so revoking a token closes them at once.
     pub credentials: Arc<dashmap::DashMap<String, tokio_util::sync::CancellationToken>>,
+    /// Users the Events API path need not rewrite (see `KnownUsers`).
+    pub known_users: crate::poll::slack::KnownUsers,
+    /// Workspace and opened signing secret per Slack team, for [`WORKSPACE_TTL`]: every pushed
+    /// event needs both, and a database read plus an AES open per event is the slow part of
+    /// the Events API path at thousands of events a second.
+    pub workspaces: Arc<dashmap::DashMap<String, CachedWorkspace>>,
+}
+
+/// How long a cached workspace is trusted; replacing or deleting a connection also clears it.
+pub const WORKSPACE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct CachedWorkspace {
+    pub at: std::time::Instant,
+    pub connection: crate::store::entity::connection::Model,
+    pub signing_secret: Option<String>,
 }
 
 impl AppState {
@@ -45,6 +61,12 @@ impl AppState {
             .entry(sub.to_owned())
             .or_default()
             .child_token()
+    }
+
+    /// Forgets what is cached of a workspace after it was replaced or deleted.
+    pub fn forget_workspace(&self, team_id: &str, connection_id: i64) {
+        self.workspaces.remove(team_id);
+        self.known_users.forget_connection(connection_id);
     }
 
     pub fn revoke_credential(&self, sub: &str) {

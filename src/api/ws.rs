@@ -205,7 +205,7 @@ impl Session {
     async fn run(mut self, claims: Option<Claims>) {
         let mut claims = match claims {
             Some(c) => c,
-            None => match self.first_frame_auth().await {
+            None => match Box::pin(self.first_frame_auth()).await {
                 Some(c) => c,
                 None => return self.close(CLOSE_UNAUTHORIZED, "unauthorized").await,
             },
@@ -225,7 +225,9 @@ impl Session {
                     last_heard = tokio::time::Instant::now();
                     match msg {
                         None | Some(Ok(Message::Close(_))) => break,
-                        Some(Ok(Message::Text(t))) => self.on_text(t.as_str(), &mut claims).await,
+                        // Boxed: subscribing holds database futures, and inline they would
+                        // size every idle socket's task for its busiest moment.
+                        Some(Ok(Message::Text(t))) => Box::pin(self.on_text(t.as_str(), &mut claims)).await,
                         Some(Ok(Message::Binary(_))) => {
                             let m = error_frame(None, "bad_request", "binary frames are not part of the protocol; send JSON text");
                             if self.send(m).await { Flow::Continue } else { break }
@@ -235,7 +237,7 @@ impl Session {
                         Some(Err(_)) => break,
                     }
                 }
-                (idx, r) = crate::hub::next_delivery(&mut self.subs) => self.on_delivery(idx, r).await,
+                (idx, r) = crate::hub::next_delivery(&mut self.subs) => Box::pin(self.on_delivery(idx, r)).await,
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_every * 2 {
                         break;

@@ -536,6 +536,7 @@ pub fn record(u: &User) -> SlackUserRecord {
 pub async fn ingest_user(
     store: &Store,
     pipeline: &Pipeline,
+    known: &KnownUsers,
     conn: &connection::Model,
     user: &User,
 ) -> crate::store::Result<()> {
@@ -543,17 +544,71 @@ pub async fn ingest_user(
     if rec.team_id.is_empty() {
         rec.team_id = conn.external_id.clone();
     }
+    let patch = StatusPatch {
+        custom: Some(user.profile.custom_status()),
+        ..Default::default()
+    };
+    let print = KnownUsers::fingerprint(&rec);
+    if let Some(card) = known.get(conn.id, &rec.slack_id, print) {
+        observe_now(pipeline, card, patch).await;
+        return Ok(());
+    }
     let rows = store
         .upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(&rec))
         .await?;
     if let Some(row) = rows.into_iter().next().filter(trackable) {
-        let patch = StatusPatch {
-            custom: Some(user.profile.custom_status()),
-            ..Default::default()
-        };
-        observe_now(pipeline, Arc::new(row.card()), patch).await;
+        let card = Arc::new(row.card());
+        known.insert(conn.id, &rec.slack_id, print, card.clone());
+        observe_now(pipeline, card, patch).await;
     }
     Ok(())
+}
+
+/// Users whose stored record is known to match what Slack last sent, apart from the status.
+///
+/// Slack sends the whole user on every `user_change`, and most are status edits: the status
+/// itself goes to the pipeline, and rewriting the unchanged user and profile rows each time would
+/// double the writes of the busiest path. The profile row's copy of the status is refreshed by
+/// the next sweep or by any other profile edit.
+#[derive(Clone, Default)]
+pub struct KnownUsers {
+    inner: Arc<dashmap::DashMap<KnownKey, (u64, Arc<PersonCard>)>>,
+}
+
+/// `(connection id, Slack user id)`.
+type KnownKey = (i64, String);
+
+impl KnownUsers {
+    /// A hash of the record with the status fields and `updated` (bumped by each status edit)
+    /// left out.
+    fn fingerprint(rec: &SlackUserRecord) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut r = rec.clone();
+        r.updated = 0;
+        r.profile.status_text.clear();
+        r.profile.status_emoji.clear();
+        r.profile.status_expiration = 0;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.hash(&mut h);
+        h.finish()
+    }
+
+    fn get(&self, conn: i64, slack_id: &str, print: u64) -> Option<Arc<PersonCard>> {
+        self.inner
+            .get(&(conn, slack_id.to_owned()))
+            .filter(|e| e.0 == print)
+            .map(|e| e.1.clone())
+    }
+
+    fn insert(&self, conn: i64, slack_id: &str, print: u64, card: Arc<PersonCard>) {
+        self.inner
+            .insert((conn, slack_id.to_owned()), (print, card));
+    }
+
+    /// Drops what is known of a connection's users (it was replaced or deleted).
+    pub fn forget_connection(&self, conn: i64) {
+        self.inner.retain(|k, _| k.0 != conn);
+    }
 }
 
 /// Applies a pushed `dnd_updated_user`.

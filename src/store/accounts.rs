@@ -190,6 +190,7 @@ impl Store {
     /// Atomically takes a live refresh token out of use and returns its account id, so each refresh
     /// token is spent exactly once (rotation).
     pub async fn spend_refresh_token(&self, token_hash: &str) -> Result<Option<i64>> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let found = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_hash))

@@ -67,6 +67,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
         let mut ids: Vec<i64> = batch.iter().map(|e| e.person_id).collect();

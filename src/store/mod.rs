@@ -53,6 +53,10 @@ impl StoreError {
 pub struct Store {
     db: DatabaseConnection,
     url: std::sync::Arc<str>,
+    /// SQLite allows one writer, and a transaction that reads before it writes cannot wait for
+    /// the lock (its snapshot would be stale: SQLITE_BUSY at once, whatever the busy timeout).
+    /// Write transactions therefore queue here first. PostgreSQL needs no such thing.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -98,6 +102,7 @@ impl Store {
         Ok(Store {
             db,
             url: url.into(),
+            writer: Default::default(),
         })
     }
 
@@ -115,6 +120,15 @@ impl Store {
     pub async fn ready(&self) -> Result<bool> {
         self.db.execute_unprepared("SELECT 1").await?;
         Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
+    }
+
+    /// Held for the length of a write transaction on SQLite; `None` on PostgreSQL.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.backend() == DbBackend::Sqlite {
+            Some(self.writer.lock().await)
+        } else {
+            None
+        }
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -13,7 +13,7 @@ use super::{Result, Store};
 use crate::domain::{PersonCard, now};
 
 /// A Slack user as a source reported it, ready to store. Mirrors `slack_users` + `slack_profiles`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SlackUserRecord {
     pub slack_id: String,
     pub team_id: String,
@@ -36,7 +36,7 @@ pub struct SlackUserRecord {
     pub profile: SlackProfileRecord,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SlackProfileRecord {
     pub avatar_hash: String,
     pub display_name: String,
@@ -124,6 +124,7 @@ impl Store {
         organization_id: i64,
         users: &[SlackUserRecord],
     ) -> Result<Vec<PersonRow>> {
+        let _turn = self.write_turn().await;
         let txn = self.db.begin().await?;
         let mut out = Vec::with_capacity(users.len());
         for chunk in users.chunks(500) {

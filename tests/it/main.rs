@@ -3,6 +3,7 @@ mod helpers;
 
 mod auth;
 mod bench;
+mod browser;
 mod checks;
 mod cli;
 
