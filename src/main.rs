@@ -9,6 +9,9 @@ use chex::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "chex",

@@ -13,7 +13,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -44,6 +44,37 @@ const MAX_RESYNCS: usize = 3;
 const RESYNC_WINDOW: Duration = Duration::from_secs(30);
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// When a token's `exp` passes, on the runtime's clock.
+fn deadline_of(claims: &Claims) -> tokio::time::Instant {
+    tokio::time::Instant::now()
+        + (claims.expires_at() - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+}
+
+/// Largest frame written in one piece. tungstenite's write buffer keeps the capacity of the
+/// largest frame it ever held, so one 60 KB snapshot would cost a socket 60 KB for life; sent as
+/// continuation frames of this size it costs 1 KiB. The client still receives one message.
+const FRAGMENT: usize = 1024;
+
+/// Frames written before one flush when a topic has a backlog.
+const MAX_WRITE_BATCH: usize = 32;
+
+/// Sends `text` as one message in frames of at most [`FRAGMENT`] bytes.
+async fn send_fragmented(socket: &mut Socket, text: bytes::Bytes) -> Result<(), WsError> {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let mut at = 0;
+    while at < text.len() {
+        let end = (at + FRAGMENT).min(text.len());
+        let op = if at == 0 { Data::Text } else { Data::Continue };
+        let frame = Frame::message(text.slice(at..end), OpCode::Data(op), end == text.len());
+        socket.feed(Message::Frame(frame)).await?;
+        at = end;
+    }
+    socket.flush().await
+}
 
 pub fn route(
     state: AppState,
@@ -85,8 +116,11 @@ async fn upgrade(
     };
     let max = s.config.ws_max_frame;
     let mut config = WebSocketConfig::default();
-    config.read_buffer_size = 4096;
-    config.write_buffer_size = 0;
+    // Clients send a few small frames; a larger one grows the buffer for as long as it needs.
+    config.read_buffer_size = 1024;
+    // Frames gather up to this much before a write, so a batch (`MAX_WRITE_BATCH`) costs one
+    // system call; `send` flushes at once, so nothing waits in it.
+    config.write_buffer_size = 2048;
     config.max_write_buffer_size = 1024 * 1024;
     config.max_message_size = Some(max);
     config.max_frame_size = Some(max);
@@ -184,10 +218,14 @@ impl Session {
     }
 
     async fn send(&mut self, m: Message) -> bool {
-        matches!(
-            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(m)).await,
-            Ok(Ok(()))
-        )
+        let sent = match m {
+            Message::Text(t) if t.len() > FRAGMENT => {
+                tokio::time::timeout(SEND_TIMEOUT, send_fragmented(&mut self.socket, t.into()))
+                    .await
+            }
+            m => tokio::time::timeout(SEND_TIMEOUT, self.socket.send(m)).await,
+        };
+        matches!(sent, Ok(Ok(())))
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
@@ -216,10 +254,15 @@ impl Session {
         let mut ping = tokio::time::interval(ping_every);
         ping.reset();
         let mut last_heard = tokio::time::Instant::now();
+        // Built once, not per wake-up: a fresh timer or cancellation waiter on every delivery
+        // would cost each of ten thousand sockets a timer-wheel insert and a lock per event.
+        let is_bot = claims.sub.starts_with("bot:");
+        let expiry = tokio::time::sleep_until(deadline_of(&claims));
+        tokio::pin!(expiry);
+        let cancelled = revoked.cancelled();
+        tokio::pin!(cancelled);
         loop {
-            let expires_in = (claims.expires_at() - chrono::Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO);
+            let exp_before = claims.exp;
             let flow = tokio::select! {
                 msg = self.socket.next() => {
                     last_heard = tokio::time::Instant::now();
@@ -237,16 +280,22 @@ impl Session {
                         Some(Err(_)) => break,
                     }
                 }
-                (idx, r) = crate::hub::next_delivery(&mut self.subs) => Box::pin(self.on_delivery(idx, r)).await,
+                (idx, r) = crate::hub::next_delivery(&mut self.subs) => match r {
+                    Ok(d) => self.deliver(idx, d).await,
+                    Err(e) => Box::pin(self.on_lag(idx, e)).await,
+                },
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_every * 2 {
                         break;
                     }
                     if self.send(Message::Ping(Default::default())).await { Flow::Continue } else { break }
                 }
-                _ = tokio::time::sleep(expires_in), if !claims.sub.starts_with("bot:") => Flow::Close(CLOSE_UNAUTHORIZED, "token expired"),
-                _ = revoked.cancelled() => Flow::Close(CLOSE_UNAUTHORIZED, "token revoked"),
+                _ = &mut expiry, if !is_bot => Flow::Close(CLOSE_UNAUTHORIZED, "token expired"),
+                _ = &mut cancelled => Flow::Close(CLOSE_UNAUTHORIZED, "token revoked"),
             };
+            if claims.exp != exp_before {
+                expiry.as_mut().reset(deadline_of(&claims));
+            }
             match flow {
                 Flow::Continue => {}
                 Flow::Close(code, reason) => {
@@ -453,20 +502,47 @@ impl Session {
         Ok((people, latest, entries))
     }
 
-    async fn on_delivery(&mut self, idx: usize, r: Result<Delivery, RecvError>) -> Flow {
-        match r {
-            Ok(d) => {
-                if self.sent.get(&d.person_id).is_some_and(|s| *s >= d.seq) {
-                    return Flow::Continue;
-                }
+    /// Writes a delivery, and what is already queued behind it on the same topic.
+    async fn deliver(&mut self, idx: usize, d: Delivery) -> Flow {
+        // Write what is already queued on this topic too, then flush once: at high
+        // rates one write system call carries several frames instead of one each.
+        let mut next = Some(d);
+        let mut lagged = None;
+        let mut queued = 0;
+        while let Some(d) = next.take() {
+            if !self.sent.get(&d.person_id).is_some_and(|s| *s >= d.seq) {
                 self.sent.insert(d.person_id, d.seq);
-                if self.send(d.frame).await {
-                    Flow::Continue
-                } else {
-                    Flow::Close(CLOSE_SLOW_CONSUMER, "too slow")
+                let fed = tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(d.frame)).await;
+                if !matches!(fed, Ok(Ok(()))) {
+                    return Flow::Close(CLOSE_SLOW_CONSUMER, "too slow");
+                }
+                queued += 1;
+            }
+            if queued < MAX_WRITE_BATCH
+                && let Some(sub) = self.subs.get_mut(idx)
+            {
+                match sub.receiver().try_recv() {
+                    Ok(d) => next = Some(d),
+                    Err(TryRecvError::Lagged(n)) => lagged = Some(n),
+                    Err(_) => {}
                 }
             }
-            Err(RecvError::Lagged(n)) => {
+        }
+        let flushed = tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            return Flow::Close(CLOSE_SLOW_CONSUMER, "too slow");
+        }
+        match lagged {
+            Some(n) => Box::pin(self.on_lag(idx, RecvError::Lagged(n))).await,
+            None => Flow::Continue,
+        }
+    }
+
+    /// A subscription fell behind its topic's ring: a fresh snapshot, or a close when it keeps
+    /// happening.
+    async fn on_lag(&mut self, idx: usize, e: RecvError) -> Flow {
+        match e {
+            RecvError::Lagged(n) => {
                 METRICS.frames_dropped.add(n);
                 let now = tokio::time::Instant::now();
                 self.resyncs
@@ -488,7 +564,7 @@ impl Session {
                 );
                 self.reply(m).await
             }
-            Err(RecvError::Closed) => Flow::Continue,
+            RecvError::Closed => Flow::Continue,
         }
     }
 }

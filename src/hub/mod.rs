@@ -20,10 +20,15 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::domain::{PersonCard, StatusEvent};
 use crate::metrics::METRICS;
 
-/// Frames a topic's channel holds for its slowest subscriber. Large enough to ride out a burst
-/// (a whole team changing at once), small enough that a stuck socket costs bounded memory: the
-/// ring is shared, so this is per topic, not per subscriber.
+/// Frames a team topic's channel holds for its slowest subscriber. Large enough to ride out a
+/// burst (a whole team changing at once), small enough that a stuck socket costs bounded memory:
+/// the ring is shared, so this is per topic, not per subscriber.
 pub const CHANNEL_CAPACITY: usize = 1024;
+
+/// The same for one person's topic: a person changes a few times a minute, and the ring is
+/// allocated whole (~100 bytes a slot), so 1,024 slots would cost each watched person 100 KB.
+/// A subscriber 64 frames behind on one person gets a one-person resync.
+pub const USER_CHANNEL_CAPACITY: usize = 64;
 
 /// One event as it goes out on one topic.
 #[derive(Clone, Debug)]
@@ -99,7 +104,12 @@ impl Hub {
         let rx = match self.inner.topics.entry(topic.to_owned()) {
             dashmap::Entry::Occupied(e) => e.get().subscribe(),
             dashmap::Entry::Vacant(e) => {
-                let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
+                let capacity = if topic.starts_with("user:") {
+                    USER_CHANNEL_CAPACITY
+                } else {
+                    CHANNEL_CAPACITY
+                };
+                let (tx, rx) = broadcast::channel(capacity);
                 e.insert(tx);
                 METRICS.hub_topics.inc();
                 rx
@@ -176,13 +186,16 @@ impl Drop for Subscription {
 /// The next delivery from any of `subs`, with the index of the subscription it came from;
 /// pending forever when there are none (so it can sit in a `select!` beside other work).
 ///
-/// Builds one boxed `recv` future per subscription on each call: cheap for the handful of topics
-/// a dashboard or bot holds, a cost for a socket holding hundreds.
+/// With several subscriptions it builds one boxed `recv` future per subscription on each call:
+/// cheap for the handful of topics a dashboard or bot holds, a cost for a socket holding hundreds.
 pub async fn next_delivery(
     subs: &mut [Subscription],
 ) -> (usize, Result<Delivery, broadcast::error::RecvError>) {
-    if subs.is_empty() {
-        return std::future::pending().await;
+    match subs {
+        [] => return std::future::pending().await,
+        // The common case (one team, or one person) needs no allocation per wake-up.
+        [one] => return (0, one.receiver().recv().await),
+        _ => {}
     }
     let futs = subs.iter_mut().map(|s| Box::pin(s.receiver().recv()));
     let (r, idx, _) = futures_util::future::select_all(futs).await;
@@ -293,11 +306,19 @@ mod tests {
     async fn a_lagging_receiver_is_told_how_much_it_missed() {
         let hub = Hub::default();
         let mut slow = hub.subscribe("user:1");
+        let mut team = hub.subscribe("team:T1");
         for seq in 0..(CHANNEL_CAPACITY as i64 + 10) {
-            hub.publish(&event(1, seq, None));
+            hub.publish(&event(1, seq, Some("T1")));
         }
-        match slow.receiver().recv().await {
+        match team.receiver().recv().await {
             Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
+            other => panic!("expected lag, got {other:?}"),
+        }
+        // A person's own topic keeps a shorter ring.
+        match slow.receiver().recv().await {
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                assert_eq!(n, (CHANNEL_CAPACITY - USER_CHANNEL_CAPACITY) as u64 + 10)
+            }
             other => panic!("expected lag, got {other:?}"),
         }
     }

@@ -60,6 +60,9 @@ pub struct Summary {
 /// limits.
 const INSERT_CHUNK: usize = 1000;
 
+/// OR arms per query (each `person_id = ? AND seq = ?` adds depth to SQLite's expression tree).
+const OR_ARMS: usize = 200;
+
 impl Store {
     /// Appends a batch in one transaction and returns where each event went, in input order. Seqs
     /// continue from the person's last one with no gap, whatever restarted in between.
@@ -164,21 +167,24 @@ impl Store {
                 continue;
             }
             // `(person_id, seq)` pairs as an OR of equalities: portable across both backends and
-            // each arm is a unique-index lookup.
-            let mut cond = sea_orm::Condition::any();
-            for h in &heads {
-                cond = cond.add(
-                    sea_orm::Condition::all()
-                        .add(status_event::Column::PersonId.eq(h.person_id))
-                        .add(status_event::Column::Seq.eq(h.seq)),
-                );
-            }
-            for e in status_event::Entity::find()
-                .filter(cond)
-                .all(&self.db)
-                .await?
-            {
-                out.insert(e.person_id, e);
+            // each arm is a unique-index lookup. At most [`OR_ARMS`] arms per query: SQLite
+            // refuses expression trees deeper than 1000.
+            for heads in heads.chunks(OR_ARMS) {
+                let mut cond = sea_orm::Condition::any();
+                for h in heads {
+                    cond = cond.add(
+                        sea_orm::Condition::all()
+                            .add(status_event::Column::PersonId.eq(h.person_id))
+                            .add(status_event::Column::Seq.eq(h.seq)),
+                    );
+                }
+                for e in status_event::Entity::find()
+                    .filter(cond)
+                    .all(&self.db)
+                    .await?
+                {
+                    out.insert(e.person_id, e);
+                }
             }
         }
         Ok(out)

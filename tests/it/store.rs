@@ -212,3 +212,46 @@ async fn history_pages_exactly_over_100k_events() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn latest_events_of_a_large_team_in_one_call() {
+    each_backend(|store| async move {
+        let org = store.ensure_organization("big").await.expect("org");
+        let conn = store
+            .upsert_connection(chex::store::NewConnection {
+                organization_id: org.id,
+                kind: "slack",
+                external_id: "TBIG",
+                name: "big",
+                credential_ciphertext: "x".into(),
+                signing_secret_ciphertext: None,
+                fingerprint: "f".into(),
+            })
+            .await
+            .expect("conn");
+        let records: Vec<SlackUserRecord> = (0..2500)
+            .map(|i| SlackUserRecord {
+                slack_id: format!("UBIG{i:05}"),
+                team_id: "TBIG".into(),
+                name: format!("u{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let ids: Vec<i64> = store
+            .upsert_slack_users(conn.id, org.id, &records)
+            .await
+            .expect("upsert")
+            .iter()
+            .map(|p| p.person_id)
+            .collect();
+        let batch: Vec<NewEvent> = ids
+            .iter()
+            .map(|p| event(*p, Presence::Active, now()))
+            .collect();
+        store.append_events(&batch).await.expect("append");
+        let latest = store.latest_events(&ids).await.expect("latest of 2,500");
+        assert_eq!(latest.len(), 2500);
+        assert!(latest.values().all(|e| e.seq == 1));
+    })
+    .await;
+}
