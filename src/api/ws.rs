@@ -510,7 +510,7 @@ impl Session {
         let mut lagged = None;
         let mut queued = 0;
         while let Some(d) = next.take() {
-            if !self.sent.get(&d.person_id).is_some_and(|s| *s >= d.seq) {
+            if self.sent.get(&d.person_id).is_none_or(|s| *s < d.seq) {
                 self.sent.insert(d.person_id, d.seq);
                 let fed = tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(d.frame)).await;
                 if !matches!(fed, Ok(Ok(()))) {
