@@ -72,7 +72,9 @@ impl Server {
         let governor = Arc::new(Governor::new(config.slack_rate_scale));
         let slack = SlackClient::new(&config.slack_api_url, governor)
             .map_err(|e| StartError::Other(e.to_string()))?;
+        let known_users = crate::poll::slack::KnownUsers::default();
         let poll_ctx = PollContext {
+            known: known_users.clone(),
             store: store.clone(),
             client: slack.clone(),
             pipeline: pipeline.clone(),
@@ -95,7 +97,7 @@ impl Server {
             secret_key,
             slack,
             credentials: Arc::default(),
-            known_users: Default::default(),
+            known_users,
             workspaces: Arc::default(),
         };
         let routes = api::routes(state.clone());

@@ -191,7 +191,9 @@ where
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     let t = t.as_str();
-                    if let Some(at) = t.find(STAMP) {
+                    // Only frames of a text change count: a presence change polled meanwhile
+                    // carries the current (old) stamp too, and is not a delivery of it.
+                    if let Some(at) = t.find(STAMP).filter(|_| changes_text(t)) {
                         let digits = &t[at + STAMP.len()..];
                         let end = digits.find('"').unwrap_or(digits.len());
                         if let Ok(sent) = digits[..end].parse::<u64>()
@@ -216,6 +218,17 @@ where
             }
         }
     }
+}
+
+/// True when a status frame's `changed` names `text`.
+fn changes_text(frame: &str) -> bool {
+    frame
+        .find("\"changed\":[")
+        .and_then(|at| {
+            let rest = &frame[at..];
+            rest.find(']').map(|end| rest[..end].contains("\"text\""))
+        })
+        .unwrap_or(false)
 }
 
 /// Posts signed `user_change` events for the workspace's users.

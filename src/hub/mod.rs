@@ -221,6 +221,11 @@ impl Watched {
             .is_some_and(|t| self.team_watched(t))
     }
 
+    /// True when someone subscribes to this person's own topic.
+    pub fn is_watched_directly(&self, person: &PersonCard) -> bool {
+        self.hub.subscriber_count(&person.topic) > 0
+    }
+
     pub fn team_watched(&self, team_id: &str) -> bool {
         self.hub.subscriber_count(&format!("team:{team_id}")) > 0
     }

@@ -48,6 +48,8 @@ pub struct PollContext {
     pub key: SecretKey,
     pub intervals: Intervals,
     pub pool: Arc<Semaphore>,
+    /// Shared with the Events API path: what a sweep stores, pushed events need not store again.
+    pub known: KnownUsers,
 }
 
 /// Runs until `shutdown`: starts a poller for each active Slack connection and stops pollers of
@@ -290,6 +292,14 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 Ok(rows) => {
                     let mut people = conn.people();
                     for (rec, row) in changed.iter().zip(rows) {
+                        if trackable(&row) {
+                            conn.ctx.known.insert(
+                                conn.model.id,
+                                &rec.slack_id,
+                                KnownUsers::fingerprint(rec),
+                                Arc::new(row.card()),
+                            );
+                        }
                         let last_presence = people.get(&rec.slack_id).and_then(|t| t.last_presence);
                         people.insert(
                             rec.slack_id.clone(),
@@ -356,8 +366,15 @@ fn next_presence(
     let now = Instant::now();
     let mut best_watched: Option<(&String, Option<Instant>)> = None;
     let mut best_other: Option<(&String, Option<Instant>)> = None;
+    // A connection's people share a team or two: ask the hub once per team, not once per person.
+    let mut teams: HashMap<&str, bool> = HashMap::new();
     for (id, t) in people.iter().filter(|(_, t)| t.trackable) {
-        let slot = if watched.is_watched(&t.card) {
+        let team_watched = t.card.team_id.as_deref().is_some_and(|team| {
+            *teams
+                .entry(team)
+                .or_insert_with(|| watched.team_watched(team))
+        });
+        let slot = if team_watched || watched.is_watched_directly(&t.card) {
             &mut best_watched
         } else {
             &mut best_other

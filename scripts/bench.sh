@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every scenario of docs/benchmarks.md, RUNS times each (default 3), on a release build.
+# Output: one `BENCH {json}` line per measured step in $OUT (default bench-results.jsonl);
+# scripts/bench_summary.py turns them into the tables of docs/benchmarks.md (medians).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-3}"
+OUT="${OUT:-bench-results.jsonl}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/chex-release}"
+cargo build --release --bin chex
+CHEX="$CARGO_TARGET_DIR/release/chex"
+: > "$OUT"
+run() { "$CHEX" bench "$@" | tee /dev/stderr | grep '^BENCH ' | sed "s/^BENCH //" >> "$OUT"; }
+for i in $(seq 1 "$RUNS"); do
+  echo "== run $i of $RUNS" >&2
+  run --scenario team --subscribers 1000 --users 100 --rates 50 --duration 10
+  run --scenario team --subscribers 10000 --users 100 --rates 1,5,10,20,30,40,50 --duration 10
+  run --scenario users --subscribers 10000 --rates 2000,5000,8000 --duration 10
+  run --scenario idle --subscribers 20000 --users 100
+  run --scenario pipeline --users 50000 --events 100000
+done
+echo "results in $OUT" >&2

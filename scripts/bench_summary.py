@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Medians per scenario step from `BENCH` lines (scripts/bench.sh), as Markdown tables."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+rows = [json.loads(l) for l in open(sys.argv[1] if len(sys.argv) > 1 else "bench-results.jsonl") if l.strip()]
+groups = defaultdict(list)
+for r in rows:
+    groups[(r["scenario"], r["subscribers"], r["topics"], r["rate"])].append(r)
+
+
+def med(rs, key):
+    return statistics.median(r[key] for r in rs)
+
+
+print("| scenario | subscribers | topics | changes/s | runs | delivered (median) | lost (max) | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | RSS idle MB | KB/conn | CPU µs/delivery |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for (sc, n, t, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "team", kv[0])):
+    if sc == "pipeline":
+        continue
+    print(f"| {sc} | {n} | {t} | {rate:g} | {len(rs)} | {med(rs, 'delivered'):.0f} | {max(r['lost'] for r in rs)} | "
+          f"{med(rs, 'deliveries_per_sec'):,.0f} | {med(rs, 'p50_ms'):.1f} | {med(rs, 'p90_ms'):.1f} | {med(rs, 'p99_ms'):.1f} | "
+          f"{med(rs, 'max_ms'):.1f} | {med(rs, 'rss_idle_mb'):.1f} | {med(rs, 'rss_per_conn_kb'):.2f} | {med(rs, 'cpu_us_per_delivery'):.2f} |")
+pipe = [r for r in rows if r["scenario"] == "pipeline"]
+if pipe:
+    print()
+    print("| pipeline figure | median | runs |")
+    print("|---|---|---|")
+    for key in ["sweep_users", "sweep_wall_s", "sweep_cpu_s", "sqlite_events_per_s", "postgres_events_per_s"]:
+        vals = [r["extra"][key] for r in pipe if key in r.get("extra", {})]
+        if vals:
+            print(f"| {key} | {statistics.median(vals):,} | {len(vals)} |")
