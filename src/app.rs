@@ -56,6 +56,7 @@ impl Server {
         store: Store,
     ) -> Result<Server, StartError> {
         config.validate()?;
+        no_delay(&listener);
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Other(e.to_string()))?;
@@ -136,5 +137,33 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Sets TCP_NODELAY on the listening socket; Linux copies it to every accepted connection.
+///
+/// Without it Nagle's algorithm holds a small write while an earlier one is unacknowledged, and
+/// the peer delays its ACK by up to 40 ms: a status frame right behind another waited that long,
+/// and a 1 MB snapshot written in 2 KB pieces took 25 s. warp takes a plain listener and offers
+/// no hook per accepted socket, hence the listener.
+fn no_delay(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the fd is owned by
+    // `listener`, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not set TCP_NODELAY; small frames may wait for ACKs"
+        );
     }
 }

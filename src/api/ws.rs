@@ -392,6 +392,7 @@ impl Session {
         since: HashMap<String, i64>,
         claims: &Claims,
     ) -> Flow {
+        let started = std::time::Instant::now();
         let new: Vec<&String> = topics
             .iter()
             .filter(|t| !self.subs.iter().any(|s| s.topic() == t.as_str()))
@@ -458,14 +459,22 @@ impl Session {
             }
             recovered.insert(topic.clone(), json!(all_ok));
         }
+        let entries = snapshot.len();
         let mut reply =
             json!({"type": "subscribed", "id": id, "topics": topics, "snapshot": snapshot});
         if !since.is_empty() {
             reply["recovered"] = Value::Object(recovered);
         }
+        let built = started.elapsed();
         if !self.send(Message::text(reply.to_string())).await {
             return Flow::Close(1011, "send failed");
         }
+        tracing::debug!(
+            entries,
+            built_ms = built.as_millis() as u64,
+            sent_ms = started.elapsed().as_millis() as u64,
+            "subscribed"
+        );
         for m in replay {
             if !self.send(m).await {
                 return Flow::Close(1011, "send failed");

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 
 use super::entity::{account, api_token, organization, refresh_token, revoked_jti};
@@ -190,8 +189,7 @@ impl Store {
     /// Atomically takes a live refresh token out of use and returns its account id, so each refresh
     /// token is spent exactly once (rotation).
     pub async fn spend_refresh_token(&self, token_hash: &str) -> Result<Option<i64>> {
-        let _turn = self.write_turn().await;
-        let txn = self.db.begin().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let found = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_hash))
             .filter(refresh_token::Column::RevokedAt.is_null())

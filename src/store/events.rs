@@ -6,10 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
 use super::entity::{person_status, status_event};
@@ -70,8 +67,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let _turn = self.write_turn().await;
-        let txn = self.db.begin().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
         let mut ids: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
         ids.sort_unstable();

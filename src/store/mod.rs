@@ -122,13 +122,30 @@ impl Store {
         Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
     }
 
-    /// Held for the length of a write transaction on SQLite; `None` on PostgreSQL.
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.backend() == DbBackend::Sqlite {
-            Some(self.writer.lock().await)
-        } else {
-            None
+    /// Begins a write transaction. On SQLite it takes its turn on [`Store::writer`] and begins
+    /// IMMEDIATE: a deferred transaction that has read cannot wait for the write lock (a write
+    /// committed since its snapshot fails it with SQLITE_BUSY_SNAPSHOT at once), while BEGIN
+    /// IMMEDIATE takes the lock first and waits for it under the busy timeout. Hold the guard as
+    /// long as the transaction.
+    async fn begin_write(
+        &self,
+    ) -> Result<(
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+        sea_orm::DatabaseTransaction,
+    )> {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        if self.backend() != DbBackend::Sqlite {
+            return Ok((None, self.db.begin().await?));
         }
+        let turn = self.writer.lock().await;
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        Ok((Some(turn), txn))
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entity::{person, slack_profile, slack_user};
@@ -124,8 +124,7 @@ impl Store {
         organization_id: i64,
         users: &[SlackUserRecord],
     ) -> Result<Vec<PersonRow>> {
-        let _turn = self.write_turn().await;
-        let txn = self.db.begin().await?;
+        let (_turn, txn) = self.begin_write().await?;
         let mut out = Vec::with_capacity(users.len());
         for chunk in users.chunks(500) {
             let mut existing: HashMap<(String, String), slack_user::Model> = HashMap::new();

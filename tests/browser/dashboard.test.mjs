@@ -1,144 +1,38 @@
 // The dashboard and widget in Debian's Chromium, driven by playwright-core, against a real Chex
-// (`chex serve`) and a separate Slack simulator (`chex sim slack`), set up the way an operator
-// would: CLI for the first admin, REST for the workspace token and the check.
+// (`chex serve`) and a separate Slack simulator (`chex sim slack`): see harness.mjs.
 //
 // Run by tests/it/browser.rs (`cargo test`), which passes CHEX_BIN. SCREENSHOT_DIR, when set,
 // receives board.png, person.png and widget.png (docs/screenshots in the repo).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { ADMIN, MEMBER, SHOTS, Stack, launchBrowser, waitFor } from './harness.mjs';
 
-const BIN = process.env.CHEX_BIN;
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const SHOTS = process.env.SCREENSHOT_DIR;
 const TEAM = 'T0WEB';
 const USERS = 12;
-const ADMIN = { email: 'admin@web.test', password: 'admin-password-123' };
-const MEMBER = { email: 'member@web.test', password: 'member-password-123' };
-
-const dir = mkdtempSync(join(tmpdir(), 'chex-browser-'));
-let simPort; let port; let sim; let server; let browser; let base; let simBase;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-const serverEnv = () => ({
-  ...process.env,
-  CHEX_DATABASE_URL: `sqlite://${dir}/chex.db?mode=rwc`,
-  CHEX_BIND: `127.0.0.1:${port}`,
-  CHEX_JWT_SECRET: 'browser-test-secret-browser-test-secret',
-  CHEX_SECRET_KEY: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=',
-  CHEX_SLACK_API_URL: `${simBase}/api`,
-  CHEX_SLACK_RATE_SCALE: '10',
-  CHEX_POLL_WATCHED_INTERVAL: '1',
-  CHEX_POLL_SWEEP_INTERVAL: '1',
-  CHEX_POLL_DND_INTERVAL: '5',
-  CHEX_LOG: 'warn',
-});
-
-async function waitFor(fn, what, ms = 20000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try { if (await fn()) return; } catch { /* not yet */ }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function startServer() {
-  server = spawn(BIN, ['serve'], { env: serverEnv(), stdio: ['ignore', 'ignore', 'inherit'] });
-  return waitFor(async () => (await fetch(`${base}/readyz`)).ok, 'chex to be ready');
-}
-
-async function stopServer() {
-  const gone = new Promise((r) => server.once('exit', r));
-  server.kill('SIGTERM');
-  await gone;
-}
-
-async function rest(path, { method = 'GET', body, token } = {}) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const r = await fetch(`${base}${path}`, { method, headers, body: body && JSON.stringify(body) });
-  const data = await r.json().catch(() => null);
-  return { status: r.status, data };
-}
-
-async function simStatus(user, text, emoji = ':zap:') {
-  const r = await fetch(`${simBase}/_sim/status`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ team: TEAM, user, text, emoji }),
-  });
-  assert.equal(r.status, 200);
-}
-
-async function adminToken() {
-  return (await rest('/api/auth/login', { method: 'POST', body: ADMIN })).data.access_token;
-}
-
-async function logIn(page, who) {
-  await page.goto(`${base}/`);
-  await page.getByLabel('Email').fill(who.email);
-  await page.getByLabel('Password').fill(who.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
+const stack = new Stack(TEAM, USERS);
 let people;
+let browser;
+let base;
 
 before(async () => {
-  assert.ok(BIN, 'CHEX_BIN names the chex binary');
-  simPort = await freePort();
-  port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  simBase = `http://127.0.0.1:${simPort}`;
-  sim = spawn(BIN, ['sim', 'slack', '--bind', `127.0.0.1:${simPort}`, '--team', TEAM, '--users', String(USERS),
-    '--change-every', '0', '--rate-scale', '0'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitFor(async () => (await fetch(`${simBase}/_sim/users?team=${TEAM}`)).ok, 'the simulator');
-  for (const [who, admin] of [[ADMIN, true], [MEMBER, false]]) {
-    execFileSync(BIN, ['admin', 'create-account', '--email', who.email, '--org', 'web', ...(admin ? ['--admin'] : [])],
-      { env: { ...serverEnv(), CHEX_ADMIN_PASSWORD: who.password }, stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  await startServer();
-  const token = await adminToken();
-  const conn = await rest('/api/connections/slack', {
-    method: 'POST', token,
-    body: { token: `xoxb-sim-${TEAM.toLowerCase()}`, signing_secret: `signing-secret-${TEAM.toLowerCase()}` },
-  });
-  assert.equal(conn.status, 201, JSON.stringify(conn.data));
-  const check = await rest('/api/chex/slack', { method: 'POST', token, body: { connection_id: conn.data.id, interval_secs: 1 } });
-  assert.equal(check.status, 201, JSON.stringify(check.data));
-  await fetch(`${simBase}/_sim/events_url`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ url: `${base}/slack/events` }),
-  });
-  await waitFor(async () => {
-    const r = await rest('/api/users?limit=1000', { token });
-    people = r.data.users;
-    return people.length === USERS && people.every((p) => p.status);
-  }, 'the workspace to be swept');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  people = await stack.start();
+  base = stack.base;
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill('SIGKILL');
-  sim?.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+  stack.stop();
 });
+
+const logIn = (page, who) => stack.logIn(page, who);
+const simStatus = (user, text, emoji) => stack.setStatus(user, text, emoji);
+const rest = (path, o) => stack.rest(path, o);
+const adminToken = () => stack.adminToken();
+const stopServer = () => stack.stopServer();
+const startServer = () => stack.startServer();
 
 test('the board shows the workspace, takes live changes, and survives a server restart', async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

@@ -358,7 +358,18 @@ async fn operator_keys_are_pinned_to_their_algorithm() {
         &EncodingKey::from_secret(&public_pem).expect("hmac key"),
         &operator_claims(org, "chex", "chex", 300),
     );
+    // `alg: none`: the same claims, no signature.
+    let unsigned = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(operator_claims(org, "chex", "chex", 300).to_string())
+        )
+    };
     let refused = [
+        ("alg none", unsigned),
         ("HS256 signed with the RS public key", confused),
         (
             "wrong iss",

@@ -32,8 +32,7 @@ function login() {
     e.preventDefault();
     try {
       saveSession(await api('/api/auth/login', { method: 'POST', body: { email: email.value, password: password.value } }));
-      location.hash = '#/board';
-      route();
+      if (location.hash.startsWith('#/board')) route(); else location.hash = '#/board'; // hashchange routes
     } catch (x) {
       err.textContent = x.status === 401 ? 'Wrong email or password.' : x.message;
     }
@@ -42,9 +41,15 @@ function login() {
   email.focus();
 }
 
+let generation = 0;
+
 async function route() {
+  // A newer navigation wins: a page that finishes loading after it is closed again at once.
+  generation += 1;
+  const mine = generation;
   leave();
   leave = () => {};
+  const settle = (close) => { if (mine === generation) leave = close; else close(); };
   if (!session()) { login(); return; }
   nav.hidden = false;
   nav.querySelector('[data-admin]').hidden = claims()?.role !== 'admin';
@@ -54,12 +59,12 @@ async function route() {
   try {
     if (parts[0] === 'person' && parts[1]) {
       conn.hidden = true;
-      leave = await person(main, Number(parts[1]));
+      settle(await person(main, Number(parts[1])));
     } else if (parts[0] === 'admin') {
       conn.hidden = true;
-      leave = await admin(main);
+      settle(await admin(main));
     } else {
-      leave = await board(main, setConn, params);
+      settle(await board(main, setConn, params));
     }
     main.focus({ preventScroll: true });
   } catch (x) {

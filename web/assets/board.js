@@ -30,7 +30,7 @@ export async function board(main, setConn, params) {
 
   const cards = new Map(); // person id -> { person, status, observed_at, el }
   for (const p of mine) {
-    const c = { person: p, status: p.status, observed_at: p.observed_at, el: h('li', { class: 'card' }) };
+    const c = { person: p, status: p.status, seq: p.seq, observed_at: p.observed_at, el: h('li', { class: 'card' }) };
     cards.set(p.id, c);
     render(c);
     grid.append(c.el);
@@ -85,26 +85,32 @@ export async function board(main, setConn, params) {
     token: freshToken,
     topics: [`team:${team}`],
     onState: setConn,
-    onStatus: (e) => {
+    onStatus: (e, isLive) => {
       let c = cards.get(e.user.id);
       if (!c) {
         c = { person: e.user, el: h('li', { class: 'card' }) };
         cards.set(e.user.id, c);
         grid.append(c.el);
       }
+      // The snapshot mostly repeats what the page loaded: touch only cards that moved on.
+      if (c.seq && e.seq <= c.seq) return;
+      c.seq = e.seq;
       c.status = e.status;
       c.observed_at = e.observed_at;
       render(c);
-      c.el.classList.remove('flash');
-      void c.el.offsetWidth;
-      c.el.classList.add('flash');
+      // Web Animations, not a class toggle: restarting a CSS animation needs a forced layout,
+      // and a layout per card made a 2,000-card snapshot take seconds.
+      if (isLive && c.el.animate) {
+        c.el.animate([{ boxShadow: '0 0 0 3px #54aeff' }, { boxShadow: '0 0 0 0 transparent' }], { duration: 1200, easing: 'ease-out' });
+      }
       if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; recount(); }); }
     },
   });
   // Relative times age in place; nothing else is re-rendered.
   const tick = setInterval(() => {
     for (const span of grid.querySelectorAll('.ago[data-at]')) {
-      if (span.dataset.at) span.textContent = `changed ${ago(span.dataset.at)}`;
+      const text = span.dataset.at ? `changed ${ago(span.dataset.at)}` : '';
+      if (span.textContent !== text) span.textContent = text;
     }
   }, 30000);
   return () => { live.close(); clearInterval(tick); };

@@ -7,7 +7,7 @@ export class Live {
    * @param {object} o
    * @param {() => Promise<string|null>} o.token  current token (may refresh)
    * @param {string[]} o.topics
-   * @param {(e: object) => void} o.onStatus   one status event (snapshot entries included)
+   * @param {(e: object, live: boolean) => void} o.onStatus   one status event (snapshot entries too, live=false)
    * @param {(state: string, detail?: string) => void} o.onState  connecting | live | offline | denied
    * @param {(topic: string, snapshot: object[]) => void} [o.onSnapshot]
    */
@@ -47,20 +47,23 @@ export class Live {
       case 'subscribed':
         this.attempt = 0;
         this.o.onState('live');
-        for (const e of m.snapshot) this.take(e);
+        for (const e of m.snapshot) this.take(e, false);
         this.o.onSnapshot?.(m.topics, m.snapshot);
         break;
       case 'resync':
-        for (const e of m.snapshot) this.take(e);
+        for (const e of m.snapshot) this.take(e, false);
         this.o.onSnapshot?.([m.topic], m.snapshot);
         break;
       case 'status':
-        this.take(m);
+        this.take(m, true);
         break;
       case 'error':
         if (m.code === 'forbidden' || m.code === 'unauthorized') {
           this.closed = true;
           this.o.onState('denied', m.message);
+          this.ws.close();
+        } else if (m.id === 'live') {
+          // The subscription itself failed (the server was busy, say): start over with backoff.
           this.ws.close();
         }
         break;
@@ -69,13 +72,14 @@ export class Live {
     }
   }
 
-  /** Applies an event once: replays and live frames may overlap, seqs decide. */
-  take(e) {
+  /** Applies an event once: replays and live frames may overlap, seqs decide. `live` is false
+   * for snapshot entries (the state as of now, not a change happening now). */
+  take(e, live) {
     const topic = e.user.topic;
     const held = this.seqs.get(topic) ?? 0;
     if (e.seq <= held) return;
     this.seqs.set(topic, e.seq);
-    this.o.onStatus(e);
+    this.o.onStatus(e, live);
   }
 
   onClose(e) {
