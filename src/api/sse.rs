@@ -338,17 +338,10 @@ impl Stream {
     async fn resync(&mut self, idx: usize) -> Option<Event> {
         let topic = self.subs.get(idx)?.topic().to_owned();
         let parsed = Topic::parse(&topic)?;
-        let people = topics::people_of(&self.s, &parsed, self.org).await.ok()?;
-        let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
-        let latest = self.s.store.latest_events(&ids).await.ok()?;
-        let mut snapshot = Vec::new();
-        for card in &people {
-            if let Some(e) = latest.get(&card.id) {
-                snapshot.push(e.to_event(card.clone()).to_value(&topic));
-                let sent = self.sent.entry(card.id).or_default();
-                *sent = (*sent).max(e.seq);
-            }
-        }
+        let snapshot = topics::snapshot(&self.s, &topic, &parsed, self.org, &mut self.sent)
+            .await
+            .ok()?
+            .entries;
         // No id: the client's last id stays where the live events left it, so a resume after
         // this replays (and the client drops by seq) rather than skips.
         let v = json!({"type": "resync", "topic": topic, "snapshot": snapshot});

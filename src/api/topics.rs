@@ -1,12 +1,16 @@
 //! Which topics a caller may hold, and whom a topic covers: shared by the WebSocket and SSE
 //! streams so both refuse and include exactly the same people.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::state::AppState;
 use crate::auth::Claims;
 use crate::domain::{PersonCard, Topic};
 use crate::store::PeopleFilter;
+use crate::store::entity::status_event;
 
 /// Checks that the caller may see `topic`.
 pub async fn authorize(
@@ -83,4 +87,44 @@ pub async fn people_of(
             }
         }
     }
+}
+
+/// One topic as of now: the people it covers, their latest events, and the snapshot entries
+/// (each event as sent on `topic`).
+#[derive(Default)]
+pub struct Snapshot {
+    pub people: Vec<Arc<PersonCard>>,
+    pub latest: HashMap<i64, status_event::Model>,
+    pub entries: Vec<Value>,
+}
+
+/// Reads a topic's snapshot and raises `sent` (highest seq sent per person) to cover it, so live
+/// frames the snapshot already holds are dropped by the caller.
+pub async fn snapshot(
+    s: &AppState,
+    topic: &str,
+    parsed: &Topic,
+    org: i64,
+    sent: &mut HashMap<i64, i64>,
+) -> Result<Snapshot, String> {
+    let people = people_of(s, parsed, org).await?;
+    let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
+    let latest = s
+        .store
+        .latest_events(&ids)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    for card in &people {
+        if let Some(e) = latest.get(&card.id) {
+            entries.push(e.to_event(card.clone()).to_value(topic));
+            let held = sent.entry(card.id).or_default();
+            *held = (*held).max(e.seq);
+        }
+    }
+    Ok(Snapshot {
+        people,
+        latest,
+        entries,
+    })
 }

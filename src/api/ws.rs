@@ -5,7 +5,6 @@
 //! buffer sizes, which dominate an idle socket's memory.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -25,10 +24,9 @@ use super::rest::claims_for;
 use super::state::AppState;
 use super::topics;
 use crate::auth::Claims;
-use crate::domain::{PersonCard, Topic};
+use crate::domain::Topic;
 use crate::hub::{Delivery, Subscription};
 use crate::metrics::METRICS;
-use crate::store::entity::status_event;
 
 /// Close codes (docs/protocol.md): 4000–4099 do not reconnect, 4100–4199 reconnect with backoff.
 pub const CLOSE_UNAUTHORIZED: u16 = 4001;
@@ -424,7 +422,12 @@ impl Session {
         let mut replay: Vec<Message> = Vec::new();
         let mut recovered = serde_json::Map::new();
         for (topic, p) in &parsed {
-            let (people, latest, entries) = match self.snapshot(topic, p).await {
+            let snap = topics::snapshot(&self.s, topic, p, self.org, &mut self.sent).await;
+            let topics::Snapshot {
+                people,
+                latest,
+                entries,
+            } = match snap {
                 Ok(x) => x,
                 Err(e) => return self.reply(error_frame(id.as_ref(), "internal", &e)).await,
             };
@@ -483,34 +486,6 @@ impl Session {
         Flow::Continue
     }
 
-    /// The people `topic` covers, their latest events, and the snapshot entries built from them.
-    /// Records each snapshot seq in `sent`, so live frames it already covers are dropped.
-    async fn snapshot(
-        &mut self,
-        topic: &str,
-        parsed: &Topic,
-    ) -> Result<
-        (
-            Vec<Arc<PersonCard>>,
-            HashMap<i64, status_event::Model>,
-            Vec<Value>,
-        ),
-        String,
-    > {
-        let people = topics::people_of(&self.s, parsed, self.org).await?;
-        let ids: Vec<i64> = people.iter().map(|c| c.id).collect();
-        let latest = self.s.store.latest_events(&ids).await.unwrap_or_default();
-        let mut entries = Vec::new();
-        for card in &people {
-            if let Some(e) = latest.get(&card.id) {
-                entries.push(e.to_event(card.clone()).to_value(topic));
-                let sent = self.sent.entry(card.id).or_default();
-                *sent = (*sent).max(e.seq);
-            }
-        }
-        Ok((people, latest, entries))
-    }
-
     /// Writes a delivery, and what is already queued behind it on the same topic.
     async fn deliver(&mut self, idx: usize, d: Delivery) -> Flow {
         // Write what is already queued on this topic too, then flush once: at high
@@ -567,7 +542,10 @@ impl Session {
                 let Some(parsed) = Topic::parse(&topic) else {
                     return Flow::Continue;
                 };
-                let (_, _, snapshot) = self.snapshot(&topic, &parsed).await.unwrap_or_default();
+                let snapshot = topics::snapshot(&self.s, &topic, &parsed, self.org, &mut self.sent)
+                    .await
+                    .unwrap_or_default()
+                    .entries;
                 let m = Message::text(
                     json!({"type": "resync", "topic": topic, "snapshot": snapshot}).to_string(),
                 );

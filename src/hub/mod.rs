@@ -210,17 +210,6 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// True when someone subscribes to this person directly or to their team.
-    pub fn is_watched(&self, person: &PersonCard) -> bool {
-        if self.hub.subscriber_count(&person.topic) > 0 {
-            return true;
-        }
-        person
-            .team_id
-            .as_ref()
-            .is_some_and(|t| self.team_watched(t))
-    }
-
     /// True when someone subscribes to this person's own topic.
     pub fn is_watched_directly(&self, person: &PersonCard) -> bool {
         self.hub.subscriber_count(&person.topic) > 0
@@ -333,11 +322,11 @@ mod tests {
         let hub = Hub::default();
         let card = event(5, 1, Some("T9")).person.clone();
         let w = hub.watched();
-        assert!(!w.is_watched(&card));
+        assert!(!w.is_watched_directly(&card) && !w.team_watched("T9"));
         let s = hub.subscribe("team:T9");
-        assert!(w.is_watched(&card));
+        assert!(w.team_watched("T9") && !w.is_watched_directly(&card));
         drop(s);
         let _s = hub.subscribe("user:5");
-        assert!(w.is_watched(&card));
+        assert!(w.is_watched_directly(&card) && !w.team_watched("T9"));
     }
 }

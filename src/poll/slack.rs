@@ -292,21 +292,23 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 Ok(rows) => {
                     let mut people = conn.people();
                     for (rec, row) in changed.iter().zip(rows) {
-                        if trackable(&row) {
+                        let card = Arc::new(row.card());
+                        let trackable = trackable(&row);
+                        if trackable {
                             conn.ctx.known.insert(
                                 conn.model.id,
                                 &rec.slack_id,
                                 KnownUsers::fingerprint(rec),
-                                Arc::new(row.card()),
+                                card.clone(),
                             );
                         }
                         let last_presence = people.get(&rec.slack_id).and_then(|t| t.last_presence);
                         people.insert(
                             rec.slack_id.clone(),
                             Tracked {
-                                card: Arc::new(row.card()),
+                                card,
                                 updated: rec.updated,
-                                trackable: trackable(&row),
+                                trackable,
                                 last_presence,
                             },
                         );

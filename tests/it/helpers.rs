@@ -167,6 +167,19 @@ impl TestApp {
         }
     }
 
+    /// Waits (5 s at most) until person `id`'s current status text is `text`; returns its seq.
+    pub async fn wait_for_status_text(&self, id: &Value, text: &str) -> i64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, u) = self.get(&format!("/api/users/{id}")).await;
+            if u["status"]["text"] == text {
+                return u["seq"].as_i64().expect("seq");
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{text} not applied");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
     pub async fn connect(&self, token: Option<&str>) -> Ws {
         let url = match token {
             Some(t) => format!("ws://{}/ws?access_token={t}", self.server.addr),

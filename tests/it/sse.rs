@@ -86,18 +86,6 @@ async fn stream(app: &TestApp, query: &str, last_id: Option<&str>) -> SseReader 
     }
 }
 
-async fn wait_for_text(app: &TestApp, id: &Value, text: &str) -> i64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, u) = app.get(&format!("/api/users/{id}")).await;
-        if u["status"]["text"] == text {
-            return u["seq"].as_i64().expect("seq");
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{text} not applied");
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_stream_snapshots_goes_live_and_resumes_from_last_event_id() {
     let app = TestApp::spawn_with(Options {
@@ -131,7 +119,7 @@ async fn a_stream_snapshots_goes_live_and_resumes_from_last_event_id() {
     let mut head = held;
     for text in ["one", "two", "three"] {
         app.sim.set_status(TEAM, slack_id, text, ":one:", 0).await;
-        head = wait_for_text(&app, &p["id"], text).await;
+        head = app.wait_for_status_text(&p["id"], text).await;
     }
 
     let mut sse = stream(&app, &team, Some(&last_id)).await;

@@ -17,13 +17,14 @@ where
     }
 }
 
-async fn person(store: &Store, slack_id: &str) -> i64 {
-    let org = store.ensure_organization("acme").await.expect("org");
+/// An organization and a Slack connection for team `team`: `(organization id, connection id)`.
+async fn workspace(store: &Store, org: &str, team: &str) -> (i64, i64) {
+    let org = store.ensure_organization(org).await.expect("org");
     let conn = store
         .upsert_connection(chex::store::NewConnection {
             organization_id: org.id,
             kind: "slack",
-            external_id: "T1",
+            external_id: team,
             name: "t",
             credential_ciphertext: "x".into(),
             signing_secret_ciphertext: None,
@@ -31,6 +32,11 @@ async fn person(store: &Store, slack_id: &str) -> i64 {
         })
         .await
         .expect("conn");
+    (org.id, conn.id)
+}
+
+async fn person(store: &Store, slack_id: &str) -> i64 {
+    let (org, conn) = workspace(store, "acme", "T1").await;
     let rec = SlackUserRecord {
         slack_id: slack_id.into(),
         team_id: "T1".into(),
@@ -38,7 +44,7 @@ async fn person(store: &Store, slack_id: &str) -> i64 {
         ..Default::default()
     };
     store
-        .upsert_slack_users(conn.id, org.id, &[rec])
+        .upsert_slack_users(conn, org, &[rec])
         .await
         .expect("upsert")[0]
         .person_id
@@ -216,19 +222,7 @@ async fn history_pages_exactly_over_100k_events() {
 #[tokio::test]
 async fn latest_events_of_a_large_team_in_one_call() {
     each_backend(|store| async move {
-        let org = store.ensure_organization("big").await.expect("org");
-        let conn = store
-            .upsert_connection(chex::store::NewConnection {
-                organization_id: org.id,
-                kind: "slack",
-                external_id: "TBIG",
-                name: "big",
-                credential_ciphertext: "x".into(),
-                signing_secret_ciphertext: None,
-                fingerprint: "f".into(),
-            })
-            .await
-            .expect("conn");
+        let (org, conn) = workspace(&store, "big", "TBIG").await;
         let records: Vec<SlackUserRecord> = (0..2500)
             .map(|i| SlackUserRecord {
                 slack_id: format!("UBIG{i:05}"),
@@ -238,7 +232,7 @@ async fn latest_events_of_a_large_team_in_one_call() {
             })
             .collect();
         let ids: Vec<i64> = store
-            .upsert_slack_users(conn.id, org.id, &records)
+            .upsert_slack_users(conn, org, &records)
             .await
             .expect("upsert")
             .iter()

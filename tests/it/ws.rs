@@ -206,23 +206,11 @@ async fn reconnecting_with_since_replays_exactly_the_missed_events() {
     let held = snap["seq"].as_i64().expect("seq");
     drop(ws);
 
-    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+    let mut head = held;
+    for text in ["one", "two", "three"] {
         app.sim.set_status(TEAM, slack_id, text, ":one:", 0).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let (_, u) = app.get(&format!("/api/users/{}", p["id"])).await;
-            if u["status"]["text"] == *text {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "change {i} not applied"
-            );
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
+        head = app.wait_for_status_text(&p["id"], text).await;
     }
-    let (_, now) = app.get(&format!("/api/users/{}", p["id"])).await;
-    let head = now["seq"].as_i64().expect("seq");
 
     let mut ws = app.connect(Some(&app.token)).await;
     send(&mut ws, json!({"type": "subscribe", "id": "2", "topics": [format!("team:{TEAM}")], "since": {p["topic"].as_str().expect("topic"): held}})).await;

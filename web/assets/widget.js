@@ -40,6 +40,10 @@ function row(e) {
   li.setAttribute('aria-label', `${e.user.display_name || e.user.name}: ${s.presence}${s.dnd?.enabled ? ', do not disturb' : ''}${s.text ? `, ${s.text}` : ''}`);
 }
 
+function activeCount() {
+  return `${[...rows.values()].filter((r) => r.classList.contains('active')).length} active`;
+}
+
 const topics = team ? [`team:${team}`] : users.map((u) => `user:${u}`);
 if (!token) fail('This widget needs a token: /widget?team=T123#token=…');
 else if (!topics.length) fail('Name a team (?team=T123) or users (?users=1,2).');
@@ -50,10 +54,8 @@ else {
     onStatus: row,
     onState: (s, detail) => {
       if (s === 'denied') fail(`Not allowed: ${detail}`);
-      else state.textContent = s === 'live' ? `${[...rows.values()].filter((r) => r.classList.contains('active')).length} active` : s;
+      else state.textContent = s === 'live' ? activeCount() : s;
     },
-    onSnapshot: () => {
-      state.textContent = `${[...rows.values()].filter((r) => r.classList.contains('active')).length} active`;
-    },
+    onSnapshot: () => { state.textContent = activeCount(); },
   });
 }
