@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -14,7 +15,10 @@ use crate::config::Config;
 use crate::crypto::SecretKey;
 use crate::hub::Hub;
 use crate::poll::Pipeline;
+use crate::poll::Pollers;
+use crate::poll::rounds::RoundsContext;
 use crate::poll::slack::{Intervals, PollContext};
+use crate::sources::gmail::GmailClient;
 use crate::sources::slack::{Governor, SlackClient};
 use crate::store::Store;
 
@@ -88,7 +92,27 @@ impl Server {
             },
             pool: Arc::new(Semaphore::new(config.poll_workers)),
         };
-        let poller_task = tokio::spawn(crate::poll::slack::run(poll_ctx, shutdown.child_token()));
+        let http = crate::sources::http::client().map_err(|e| StartError::Other(e.to_string()))?;
+        let rounds = RoundsContext {
+            store: store.clone(),
+            pipeline: pipeline.clone(),
+            key: secret_key.clone(),
+            gmail: GmailClient::new(
+                http.clone(),
+                &config.gmail_api_url,
+                &config.google_token_url,
+            ),
+            http: http.clone(),
+            jira_interval: Duration::from_secs(config.poll_jira_interval),
+            gmail_interval: Duration::from_secs(config.poll_gmail_interval),
+        };
+        let poller_task = tokio::spawn(crate::poll::run(
+            Pollers {
+                slack: poll_ctx,
+                rounds: rounds.clone(),
+            },
+            shutdown.child_token(),
+        ));
         let state = AppState {
             store,
             hub,
@@ -100,6 +124,8 @@ impl Server {
             credentials: Arc::default(),
             known_users,
             workspaces: Arc::default(),
+            http,
+            gmail: rounds.gmail,
         };
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();

@@ -139,6 +139,30 @@ pub struct Config {
     #[arg(long, env = "CHEX_POLL_DND_INTERVAL", default_value_t = 120)]
     pub poll_dnd_interval: u64,
 
+    /// Base URL of the Gmail API; tests and the demo point it at the simulator.
+    #[arg(
+        long,
+        env = "CHEX_GMAIL_API_URL",
+        default_value = "https://gmail.googleapis.com"
+    )]
+    pub gmail_api_url: String,
+
+    /// Google's OAuth2 token endpoint, where Gmail refresh tokens are exchanged.
+    #[arg(
+        long,
+        env = "CHEX_GOOGLE_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub google_token_url: String,
+
+    /// Seconds between two rounds of a Jira site (each person's in-progress search).
+    #[arg(long, env = "CHEX_POLL_JIRA_INTERVAL", default_value_t = 60)]
+    pub poll_jira_interval: u64,
+
+    /// Seconds between two reads of a Gmail mailbox's vacation responder.
+    #[arg(long, env = "CHEX_POLL_GMAIL_INTERVAL", default_value_t = 120)]
+    pub poll_gmail_interval: u64,
+
     /// Source calls in flight at once across all workspaces: the poller pool's size.
     #[arg(long, env = "CHEX_POLL_WORKERS", default_value_t = 8)]
     pub poll_workers: usize,
@@ -291,6 +315,10 @@ impl Config {
             poll_watched_interval: 30,
             poll_sweep_interval: 300,
             poll_dnd_interval: 120,
+            gmail_api_url: "http://127.0.0.1:9".into(),
+            google_token_url: "http://127.0.0.1:9/token".into(),
+            poll_jira_interval: 60,
+            poll_gmail_interval: 120,
             poll_workers: 8,
             ws_max_frame: 64 * 1024,
             ws_max_topics: 1000,

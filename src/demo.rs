@@ -1,5 +1,6 @@
 //! `chex demo`: Chex on the embedded database with a simulated Slack workspace whose people
-//! change status every few seconds, a demo organization and admin, and the lines a newcomer needs.
+//! change status every few seconds, a Jira site where their issues move, Gmail mailboxes whose
+//! vacation responders switch, a demo organization and admin, and the lines a newcomer needs.
 
 use std::time::Duration;
 
@@ -9,16 +10,26 @@ use crate::app::{Server, StartError};
 use crate::auth::hash_password;
 use crate::config::{Config, Secret};
 use crate::crypto::{SecretKey, fingerprint};
+use crate::sim::gmail::{self, GmailSim};
+use crate::sim::jira::{JiraSim, JiraSpec};
 use crate::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
+use crate::sources::gmail::GmailCredentials;
+use crate::sources::jira::JiraCredentials;
 use crate::store::{NewAccount, NewCheck, NewConnection, Store};
 
 pub const DEMO_EMAIL: &str = "admin@demo.chex";
 pub const DEMO_TEAM: &str = "T0DEMO";
+/// People of the demo workspace who also use Jira (issues round-robin, two each).
+const JIRA_PEOPLE: usize = 40;
+/// People whose Gmail mailbox the demo connects.
+const GMAIL_PEOPLE: usize = 8;
 
 /// What the demo started.
 pub struct Demo {
     pub server: Server,
     pub sim: SlackSim,
+    pub jira: JiraSim,
+    pub gmail: GmailSim,
     pub password: String,
     pub admin_token: String,
 }
@@ -44,7 +55,35 @@ pub fn prepare(mut config: Config, sim_url: &str) -> Config {
     if std::env::var("CHEX_SLACK_RATE_SCALE").is_err() {
         config.slack_rate_scale = 10.0;
     }
+    if std::env::var("CHEX_POLL_JIRA_INTERVAL").is_err() {
+        config.poll_jira_interval = 5;
+    }
+    if std::env::var("CHEX_POLL_GMAIL_INTERVAL").is_err() {
+        config.poll_gmail_interval = 5;
+    }
     config
+}
+
+/// Names and emails of the workspace's people, as the Slack simulator made them.
+fn slack_people(sim: &SlackSim, limit: usize) -> Vec<(String, String)> {
+    sim.with(|w| {
+        w.by_team(DEMO_TEAM)
+            .map(|ws| {
+                ws.users
+                    .iter()
+                    .filter(|u| !u.is_bot && !u.deleted)
+                    .filter_map(|u| Some((u.real_name.clone(), u.profile.email.clone()?)))
+                    .take(limit)
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+async fn listener(what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| StartError::Other(format!("{what} simulator: {e}")))
 }
 
 /// Starts the simulator and Chex, and seeds the demo organization.
@@ -74,7 +113,37 @@ pub async fn start(
     )
     .await
     .map_err(|e| StartError::Other(format!("simulator: {e}")))?;
-    let config = prepare(config, &sim.api_url());
+    let people = slack_people(&sim, JIRA_PEOPLE);
+    let jira_spec = JiraSpec {
+        issues: people.len() * 2,
+        people: people.clone(),
+        ..JiraSpec::default()
+    };
+    let jira = JiraSim::start(listener("jira").await?, jira_spec.clone(), 7, life)
+        .await
+        .map_err(|e| StartError::Other(format!("jira simulator: {e}")))?;
+    let mailboxes: Vec<String> = people
+        .iter()
+        .take(GMAIL_PEOPLE)
+        .map(|(_, e)| e.clone())
+        .collect();
+    let gmail = GmailSim::start(listener("gmail").await?, &mailboxes, 7, life.map(|l| l * 4))
+        .await
+        .map_err(|e| StartError::Other(format!("gmail simulator: {e}")))?;
+    if let Some(first) = mailboxes.first() {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        gmail.mailbox(first, |m| {
+            m.set_vacation(
+                true,
+                "Back on Monday",
+                Some(now_ms),
+                Some(now_ms + 3 * 86_400_000),
+            )
+        });
+    }
+    let mut config = prepare(config, &sim.api_url());
+    config.gmail_api_url = gmail.api_url();
+    config.google_token_url = gmail.token_url();
     let store = Store::connect(&config.database_url)
         .await
         .map_err(StartError::Database)?;
@@ -133,6 +202,10 @@ pub async fn start(
             .await
             .map_err(StartError::Database)?;
     }
+    connect_jira(&store, &key, org.id, &jira, &jira_spec).await?;
+    for address in &mailboxes {
+        connect_gmail(&store, &key, org.id, address).await?;
+    }
     let listener = TcpListener::bind(config.bind).await.map_err(|e| {
         StartError::Other(format!("CHEX_BIND: cannot listen on {}: {e}", config.bind))
     })?;
@@ -148,9 +221,88 @@ pub async fn start(
     Ok(Demo {
         server,
         sim,
+        jira,
+        gmail,
         password,
         admin_token,
     })
+}
+
+/// Connects the simulated Jira site as an admin would through `POST /api/connections/jira`.
+async fn connect_jira(
+    store: &Store,
+    key: &SecretKey,
+    org: i64,
+    jira: &JiraSim,
+    spec: &JiraSpec,
+) -> Result<(), StartError> {
+    let creds = JiraCredentials {
+        site_url: jira.url(),
+        email: spec.email.clone(),
+        api_token: spec.api_token.clone(),
+    };
+    // A fixed name, not the simulator's port: a demo restarted on the same database replaces
+    // the credentials of the same connection instead of adding one per run.
+    let external = "demo.atlassian.net";
+    let sealed = key.seal(&serde_json::to_string(&creds).unwrap_or_default());
+    connect(store, org, "jira", external, sealed, &spec.api_token).await
+}
+
+/// Connects one simulated mailbox as `POST /api/connections/gmail` would.
+async fn connect_gmail(
+    store: &Store,
+    key: &SecretKey,
+    org: i64,
+    address: &str,
+) -> Result<(), StartError> {
+    let creds = GmailCredentials {
+        client_id: gmail::CLIENT_ID.into(),
+        client_secret: gmail::CLIENT_SECRET.into(),
+        refresh_token: gmail::refresh_token_for(address),
+        access_token: None,
+        expires_at: None,
+    };
+    let sealed = key.seal(&serde_json::to_string(&creds).unwrap_or_default());
+    connect(store, org, "gmail", address, sealed, &creds.refresh_token).await
+}
+
+async fn connect(
+    store: &Store,
+    org: i64,
+    kind: &str,
+    external_id: &str,
+    sealed: String,
+    secret: &str,
+) -> Result<(), StartError> {
+    let conn = store
+        .upsert_connection(NewConnection {
+            organization_id: org,
+            kind,
+            external_id,
+            name: external_id,
+            credential_ciphertext: sealed,
+            signing_secret_ciphertext: None,
+            fingerprint: fingerprint(secret),
+        })
+        .await
+        .map_err(StartError::Database)?;
+    let checks = store
+        .checks(None, Some(conn.id), None)
+        .await
+        .map_err(StartError::Database)?;
+    if checks.is_empty() {
+        store
+            .create_check(NewCheck {
+                organization_id: org,
+                connection_id: conn.id,
+                kind,
+                subject: "*",
+                interval_secs: 5,
+            })
+            .await
+            .map_err(StartError::Database)?;
+    }
+    Ok(())
 }
 
 fn config_scale(config: &Config) -> f64 {

@@ -92,6 +92,78 @@ pub struct Status {
     pub dnd: Dnd,
     /// True while the source has kept failing: the values are the last ones seen.
     pub stale: bool,
+    /// What Jira says the person works on; absent until a Jira site is linked to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jira: Option<JiraPart>,
+    /// The person's Gmail vacation responder; absent until a mailbox is linked to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gmail: Option<GmailPart>,
+}
+
+/// The Jira part of a status: the issues a person has in progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JiraPart {
+    /// Issues assigned to the person whose status is in the "In Progress" category, plus
+    /// individually checked issues assigned to them, ordered by key.
+    pub issues: Vec<JiraIssue>,
+    /// The transitions that made the last change of `issues`: which issue moved from which
+    /// status to which. Kept until the next change, so a late subscriber still sees why.
+    #[serde(default)]
+    pub moved: Vec<IssueMove>,
+    /// True while the Jira site keeps failing: `issues` are the last ones seen.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JiraIssue {
+    pub key: String,
+    pub summary: String,
+    /// The status's name as the site's workflow calls it ("In Review", "Doing").
+    pub status: String,
+    /// Jira's fixed status category key: `new`, `indeterminate` or `done`.
+    pub category: String,
+    /// The issue in the browser (`{site}/browse/{key}`).
+    pub url: String,
+    /// For an individually checked issue: the statuses it can move to next (its transitions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<String>,
+}
+
+/// One issue changing status. `from` is absent for an issue newly seen in progress, `to` for one
+/// that could no longer be read (deleted, or hidden from the connection's account).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueMove {
+    pub key: String,
+    pub summary: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The Gmail part of a status: the vacation responder, as out-of-office.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GmailPart {
+    /// The mailbox (`users.getProfile`'s `emailAddress`).
+    pub address: String,
+    /// The responder is switched on (it may be scheduled for later).
+    pub auto_reply: bool,
+    /// On and within its window now: what a dashboard shows as "out of office".
+    pub out_of_office: bool,
+    pub subject: String,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// True while the mailbox cannot be read (quota, outage, revoked grant).
+    #[serde(default)]
+    pub stale: bool,
+}
+
+impl GmailPart {
+    /// Gmail replies only between `since` and `until`; outside them the person is not away.
+    pub fn settle(&mut self, now: DateTime<Utc>) {
+        self.out_of_office = self.auto_reply
+            && self.since.is_none_or(|s| s <= now)
+            && self.until.is_none_or(|u| now < u);
+    }
 }
 
 impl Status {
@@ -104,6 +176,9 @@ impl Status {
         }
         if self.dnd.until.is_some_and(|at| at <= now) {
             self.dnd = Dnd::default();
+        }
+        if let Some(g) = &mut self.gmail {
+            g.settle(now);
         }
     }
 }
@@ -118,16 +193,20 @@ pub enum Field {
     ExpiresAt,
     Dnd,
     Stale,
+    Jira,
+    Gmail,
 }
 
 impl Field {
-    pub const ALL: [Field; 6] = [
+    pub const ALL: [Field; 8] = [
         Field::Presence,
         Field::Text,
         Field::Emoji,
         Field::ExpiresAt,
         Field::Dnd,
         Field::Stale,
+        Field::Jira,
+        Field::Gmail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +217,8 @@ impl Field {
             Field::ExpiresAt => "expires_at",
             Field::Dnd => "dnd",
             Field::Stale => "stale",
+            Field::Jira => "jira",
+            Field::Gmail => "gmail",
         }
     }
 
@@ -155,6 +236,18 @@ pub struct StatusPatch {
     pub custom: Option<CustomStatus>,
     pub dnd: Option<Dnd>,
     pub stale: Option<bool>,
+    pub jira: Option<PartPatch<JiraPart>>,
+    pub gmail: Option<PartPatch<GmailPart>>,
+}
+
+/// What a source says of its own part of a status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartPatch<T> {
+    /// The part as just read. Boxed: most observations are Slack's and carry no part, and every
+    /// observation waits in the pipeline's queue at the size of the largest.
+    Set(Box<T>),
+    /// The source could not be read: keep the last values, flagged stale.
+    Stale,
 }
 
 /// Slack's custom status.
@@ -182,6 +275,16 @@ impl StatusPatch {
         if let Some(s) = self.stale {
             status.stale = s;
         }
+        match &self.jira {
+            Some(PartPatch::Set(j)) => status.jira = Some(j.as_ref().clone()),
+            Some(PartPatch::Stale) => status.jira.iter_mut().for_each(|j| j.stale = true),
+            None => {}
+        }
+        match &self.gmail {
+            Some(PartPatch::Set(g)) => status.gmail = Some(g.as_ref().clone()),
+            Some(PartPatch::Stale) => status.gmail.iter_mut().for_each(|g| g.stale = true),
+            None => {}
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,6 +292,8 @@ impl StatusPatch {
             && self.custom.is_none()
             && self.dnd.is_none()
             && self.stale.is_none()
+            && self.jira.is_none()
+            && self.gmail.is_none()
     }
 }
 
@@ -213,6 +318,15 @@ pub fn diff(a: &Status, b: &Status) -> Vec<Field> {
     if a.stale != b.stale {
         out.push(Field::Stale);
     }
+    // `moved` explains a change of `issues`; on its own it is not one (a restarted poller knows
+    // no moves, and must not announce that as news).
+    let jira_key = |s: &Status| s.jira.as_ref().map(|j| (j.issues.clone(), j.stale));
+    if jira_key(a) != jira_key(b) {
+        out.push(Field::Jira);
+    }
+    if a.gmail != b.gmail {
+        out.push(Field::Gmail);
+    }
     out
 }
 
@@ -227,6 +341,8 @@ pub fn values_of(status: &Status, fields: &[Field]) -> serde_json::Map<String, s
             Field::ExpiresAt => serde_json::json!(status.expires_at),
             Field::Dnd => serde_json::json!(status.dnd),
             Field::Stale => serde_json::json!(status.stale),
+            Field::Jira => serde_json::json!(status.jira),
+            Field::Gmail => serde_json::json!(status.gmail),
         };
         map.insert(f.as_str().to_owned(), v);
     }
@@ -387,6 +503,73 @@ mod tests {
         b.dnd.enabled = true;
         assert_eq!(diff(&a, &b), vec![Field::Presence, Field::Dnd]);
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn jira_moves_alone_are_not_a_change() {
+        let issue = JiraIssue {
+            key: "OPS-1".into(),
+            status: "In Progress".into(),
+            ..JiraIssue::default()
+        };
+        let a = Status {
+            jira: Some(JiraPart {
+                issues: vec![issue.clone()],
+                moved: vec![IssueMove::default()],
+                stale: false,
+            }),
+            ..Status::default()
+        };
+        let mut b = a.clone();
+        if let Some(j) = b.jira.as_mut() {
+            j.moved.clear();
+        }
+        assert!(diff(&a, &b).is_empty());
+        if let Some(j) = b.jira.as_mut() {
+            j.issues.clear();
+        }
+        assert_eq!(diff(&a, &b), vec![Field::Jira]);
+    }
+
+    #[test]
+    fn a_stale_part_patch_keeps_the_values() {
+        let mut s = Status {
+            gmail: Some(GmailPart {
+                address: "a@x".into(),
+                auto_reply: true,
+                ..GmailPart::default()
+            }),
+            ..Status::default()
+        };
+        StatusPatch {
+            gmail: Some(PartPatch::Stale),
+            jira: Some(PartPatch::Stale),
+            ..StatusPatch::default()
+        }
+        .apply(&mut s);
+        let g = s.gmail.expect("kept");
+        assert!(g.stale && g.auto_reply);
+        assert_eq!(s.jira, None, "no part to flag");
+    }
+
+    #[test]
+    fn out_of_office_holds_only_inside_the_window() {
+        let now = now();
+        let mut g = GmailPart {
+            auto_reply: true,
+            since: Some(now + Duration::hours(1)),
+            until: Some(now + Duration::hours(2)),
+            ..GmailPart::default()
+        };
+        g.settle(now);
+        assert!(!g.out_of_office, "scheduled, not yet");
+        g.settle(now + Duration::minutes(90));
+        assert!(g.out_of_office);
+        g.settle(now + Duration::hours(2));
+        assert!(!g.out_of_office, "ended");
+        g.auto_reply = false;
+        g.settle(now + Duration::minutes(90));
+        assert!(!g.out_of_office);
     }
 
     #[test]

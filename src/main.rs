@@ -202,11 +202,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("login: {} / {}", chex::demo::DEMO_EMAIL, demo.password);
             println!("token: {}", demo.admin_token);
             println!("slack simulator: {}", demo.sim.api_url());
+            println!("jira simulator: {}", demo.jira.url());
+            println!("gmail simulator: {}", demo.gmail.api_url());
             tokio::select! {
                 _ = demo.server.wait() => bail!("a server task stopped unexpectedly"),
                 _ = tokio::signal::ctrl_c() => {}
             }
             demo.sim.stop();
+            demo.jira.stop();
+            demo.gmail.stop();
             demo.server.shutdown().await;
             Ok(())
         }

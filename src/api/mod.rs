@@ -5,6 +5,7 @@ mod error;
 mod openapi;
 mod rest;
 mod slack_events;
+mod sources;
 mod sse;
 mod state;
 mod topics;
@@ -21,6 +22,8 @@ pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     rest::routes(state.clone())
+        .or(sources::routes(state.clone()))
+        .unify()
         .or(ws::route(state.clone()).boxed())
         .unify()
         .or(sse::route(state.clone()).boxed())

@@ -12,9 +12,9 @@ use crate::auth::{Claims, verify_password};
 use crate::crypto::{fingerprint, random_token, sha256_hex};
 use crate::store::{NewCheck, NewConnection, PeopleFilter, PersonRow};
 
-type Resp = Result<warp::reply::Response, Rejection>;
+pub(super) type Resp = Result<warp::reply::Response, Rejection>;
 
-fn reject(e: impl Into<ApiError>) -> Rejection {
+pub(super) fn reject(e: impl Into<ApiError>) -> Rejection {
     warp::reject::custom(e.into())
 }
 
@@ -71,7 +71,7 @@ pub async fn claims_for(s: &AppState, token: &str) -> Result<Claims, ApiError> {
     Ok(claims)
 }
 
-fn admin(c: &Claims) -> Result<(), Rejection> {
+pub(super) fn admin(c: &Claims) -> Result<(), Rejection> {
     if c.is_admin() {
         Ok(())
     } else {
@@ -79,7 +79,7 @@ fn admin(c: &Claims) -> Result<(), Rejection> {
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Send>()
+pub(super) fn json_body<T: serde::de::DeserializeOwned + Send>()
 -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::body::content_length_limit(64 * 1024).and(warp::body::json())
 }
@@ -394,6 +394,13 @@ async fn get_user(id: i64, c: Claims, s: AppState) -> Resp {
     let p = person_in_org(&s, &c, id).await?;
     let latest = s.store.latest_events(&[id]).await.map_err(reject)?;
     let mut v = person_json(&p, latest.get(&id));
+    let links = s.store.identities_of(id).await.map_err(reject)?;
+    v["identities"] = json!(
+        links
+            .iter()
+            .map(super::sources::identity_json)
+            .collect::<Vec<_>>()
+    );
     if let Some((u, prof)) = s.store.slack_user_of(id).await.map_err(reject)? {
         v["slack"] = json!({
             "id": u.slack_id, "team_id": u.team_id, "name": u.name, "real_name": u.real_name, "color": u.color,
@@ -510,9 +517,10 @@ async fn connect_slack(c: Claims, body: ConnectSlack, s: AppState) -> Resp {
     .into_response())
 }
 
-fn connection_json(c: &crate::store::entity::connection::Model) -> Value {
+pub(super) fn connection_json(c: &crate::store::entity::connection::Model) -> Value {
     json!({
-        "id": c.id, "kind": c.kind, "team_id": c.external_id, "name": c.name, "fingerprint": c.fingerprint,
+        "id": c.id, "kind": c.kind, "external_id": c.external_id,
+        "team_id": (c.kind == "slack").then_some(&c.external_id), "name": c.name, "fingerprint": c.fingerprint,
         "status": c.status, "last_error": c.last_error, "has_signing_secret": c.signing_secret_ciphertext.is_some(),
         "created_at": c.created_at, "updated_at": c.updated_at,
     })
@@ -582,7 +590,7 @@ async fn add_check(c: Claims, body: AddCheck, s: AppState) -> Resp {
     .into_response())
 }
 
-fn check_json(c: &crate::store::entity::check::Model) -> Value {
+pub(super) fn check_json(c: &crate::store::entity::check::Model) -> Value {
     json!({
         "id": c.id, "kind": c.kind, "connection_id": c.connection_id, "subject": c.subject, "enabled": c.enabled,
         "interval_secs": c.interval_secs, "last_polled_at": c.last_polled_at, "last_error": c.last_error,

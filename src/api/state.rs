@@ -29,6 +29,9 @@ pub struct AppState {
     /// event needs both, and a database read plus an AES open per event is the slow part of
     /// the Events API path at thousands of events a second.
     pub workspaces: Arc<dashmap::DashMap<String, CachedWorkspace>>,
+    /// The sources' HTTP pool: a Jira site's credentials are checked with it on upload.
+    pub http: reqwest::Client,
+    pub gmail: crate::sources::gmail::GmailClient,
 }
 
 /// How long a cached workspace is trusted; replacing or deleting a connection also clears it.

@@ -27,9 +27,6 @@ use crate::sources::slack::{SlackClient, SlackError};
 use crate::store::entity::connection;
 use crate::store::{PersonRow, SlackProfileRecord, SlackUserRecord, Store};
 
-/// How often the pool looks for connections added, replaced or removed.
-const RECONCILE_EVERY: Duration = Duration::from_secs(2);
-
 /// Poll timing, from config.
 #[derive(Clone, Debug)]
 pub struct Intervals {
@@ -52,44 +49,6 @@ pub struct PollContext {
     pub known: KnownUsers,
 }
 
-/// Runs until `shutdown`: starts a poller for each active Slack connection and stops pollers of
-/// connections that were deleted, replaced or failed.
-pub async fn run(ctx: PollContext, shutdown: CancellationToken) {
-    let mut running: HashMap<i64, (chrono::DateTime<chrono::Utc>, CancellationToken)> =
-        HashMap::new();
-    loop {
-        match ctx.store.connections(None).await {
-            Ok(conns) => {
-                let live: HashMap<i64, &connection::Model> = conns
-                    .iter()
-                    .filter(|c| c.kind == "slack" && c.status == "active")
-                    .map(|c| (c.id, c))
-                    .collect();
-                running.retain(|id, (updated, token)| {
-                    let keep = live.get(id).is_some_and(|c| c.updated_at == *updated);
-                    if !keep {
-                        token.cancel();
-                    }
-                    keep
-                });
-                for (id, c) in live {
-                    if running.contains_key(&id) {
-                        continue;
-                    }
-                    let token = shutdown.child_token();
-                    running.insert(id, (c.updated_at, token.clone()));
-                    tokio::spawn(poll_connection(ctx.clone(), c.clone(), token));
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not list connections"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
-        }
-    }
-}
-
 /// A tracked Slack user, as the loops of one connection know them.
 struct Tracked {
     card: Arc<PersonCard>,
@@ -106,7 +65,7 @@ struct Conn {
     stop: CancellationToken,
 }
 
-async fn poll_connection(ctx: PollContext, model: connection::Model, stop: CancellationToken) {
+pub async fn poll_connection(ctx: PollContext, model: connection::Model, stop: CancellationToken) {
     let token = match ctx.key.open(&model.credential_ciphertext) {
         Ok(t) => t,
         Err(e) => {

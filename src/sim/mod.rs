@@ -2,4 +2,23 @@
 //! and the benchmarks. No internet reaches the machines Chex is built on; the same client code
 //! runs against these and against the real services.
 
+pub mod faults;
+pub mod gmail;
+pub mod jira;
 pub mod slack;
+
+/// Serves `routes` on `listener` until `shutdown` fires.
+pub(crate) async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    routes: F,
+    shutdown: tokio_util::sync::CancellationToken,
+) where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await })
+        .run()
+        .await;
+}

@@ -129,6 +129,23 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the sealed credential after the source itself renewed it (an OAuth2 refresh).
+    /// `updated_at` stays: it marks an admin's replacement, which restarts the poller.
+    pub async fn store_refreshed_credential(&self, id: i64, ciphertext: String) -> Result<()> {
+        let res = connection::Entity::update_many()
+            .col_expr(
+                connection::Column::CredentialCiphertext,
+                sea_orm::sea_query::Expr::value(ciphertext),
+            )
+            .filter(connection::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     /// Deletes a connection and, by cascade, its checks and Slack users.
     pub async fn delete_connection(&self, organization_id: i64, id: i64) -> Result<()> {
         let res = connection::Entity::delete_many()

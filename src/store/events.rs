@@ -338,9 +338,48 @@ fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveM
         changed: Set(changed.join(",")),
         previous: Set((!e.previous.is_empty())
             .then(|| serde_json::Value::Object(e.previous.clone()).to_string())),
-        extra: Set(None),
+        extra: Set(Parts::of(&e.status).to_json()),
         source: Set(e.source.as_str().to_owned()),
         ..Default::default()
+    }
+}
+
+/// The parts of a status other sources own, kept together as JSON in `status_events.extra`: they
+/// are read whole and never queried by field, so columns would only cost migrations.
+#[derive(Default, serde::Deserialize, Serialize)]
+struct Parts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jira: Option<crate::domain::JiraPart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gmail: Option<crate::domain::GmailPart>,
+}
+
+impl Parts {
+    fn of(s: &Status) -> Parts {
+        Parts {
+            jira: s.jira.clone(),
+            gmail: s.gmail.clone(),
+        }
+    }
+
+    fn to_json(&self) -> Option<String> {
+        (self.jira.is_some() || self.gmail.is_some())
+            .then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// An unreadable `extra` (written by a newer version, or edited by hand) reads as no parts:
+    /// the next poll of each source writes them again.
+    fn from_json(s: Option<&str>) -> Parts {
+        s.and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Status {
+    fn with_parts(mut self, p: Parts) -> Status {
+        self.jira = p.jira;
+        self.gmail = p.gmail;
+        self
     }
 }
 
@@ -357,7 +396,10 @@ impl status_event::Model {
                 until: self.dnd_until,
             },
             stale: self.stale,
+            jira: None,
+            gmail: None,
         }
+        .with_parts(Parts::from_json(self.extra.as_deref()))
     }
 
     /// The row as the event clients receive, about `person`.

@@ -9,11 +9,13 @@ pub mod entity;
 mod accounts;
 mod connections;
 mod events;
+mod identities;
 mod people;
 
 pub use accounts::{ApiTokenRecord, NewAccount};
 pub use connections::{CheckPatch, NewCheck, NewConnection};
 pub use events::{Appended, HistoryPage, NewEvent, Summary};
+pub use identities::{Identity, NewIdentity};
 pub use people::{PeopleFilter, PersonRow, SlackProfileRecord, SlackUserRecord};
 
 use std::time::Duration;

@@ -192,6 +192,20 @@ impl Store {
         Ok(self.rows_for(vec![p]).await?.pop())
     }
 
+    /// The given people (those that exist), by id.
+    pub async fn people_by_ids(&self, ids: &[i64]) -> Result<Vec<PersonRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let people = person::Entity::find()
+                .filter(person::Column::Id.is_in(chunk.to_vec()))
+                .order_by_asc(person::Column::Id)
+                .all(&self.db)
+                .await?;
+            out.extend(self.rows_for(people).await?);
+        }
+        Ok(out)
+    }
+
     /// Every person behind a Slack connection, keyed by Slack user id: the poller's start-up map.
     pub async fn slack_people(&self, connection_id: i64) -> Result<Vec<(String, i64, PersonRow)>> {
         let users = slack_user::Entity::find()

@@ -146,6 +146,51 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `method path` with a JSON body, as the admin.
+    pub async fn send_json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// (real name, email) of the first `n` people of the simulated workspace.
+    pub fn slack_people(&self, n: usize) -> Vec<(String, String)> {
+        self.sim.with(|w| {
+            w.by_team(TEAM)
+                .expect("team")
+                .users
+                .iter()
+                .filter(|u| !u.is_bot && !u.deleted)
+                .filter_map(|u| Some((u.real_name.clone(), u.profile.email.clone()?)))
+                .take(n)
+                .collect()
+        })
+    }
+
+    /// Waits (10 s at most) until person `id`'s REST object satisfies `pred`; returns it.
+    pub async fn wait_for_person(&self, id: i64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, u) = self.get(&format!("/api/users/{id}")).await;
+            if pred(&u) {
+                return u;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "person {id} never matched: {u}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the pipeline has a status for every simulated user.
     pub async fn wait_for_people(&self, n: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

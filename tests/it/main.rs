@@ -8,6 +8,9 @@ mod checks;
 mod cli;
 
 mod fixtures;
+mod fixtures_sources;
+mod gmail;
+mod jira;
 mod openapi;
 mod pipeline;
 mod slack;

@@ -54,8 +54,31 @@ export async function board(main, setConn, params) {
           ? h('span', { class: 'status' }, h('span', { class: 'emoji', 'aria-hidden': 'true' }, emoji(s.emoji)), ` ${s.text}`,
             s.expires_at ? h('span', { class: 'left' }, ` · ${left(s.expires_at)}`) : null)
           : h('span', { class: 'status muted' }, 'No status'),
+        ooo(s.gmail),
+        work(s.jira),
         h('span', { class: 'ago', 'data-at': c.observed_at || '' }, c.observed_at ? `changed ${ago(c.observed_at)}` : ''))));
     applyFilter(c);
+  }
+
+  // Gmail's vacation responder: "Out of office until Mon 2 Dec" (scheduled ones say from when).
+  function ooo(g) {
+    if (!g || !g.auto_reply) return null;
+    const day = (t) => new Date(t).toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', month: 'short' });
+    const text = g.out_of_office
+      ? `Out of office${g.until ? ` until ${day(g.until)}` : ''}`
+      : `Away from ${g.since ? day(g.since) : 'soon'}`;
+    return h('span', { class: `ooo${g.stale ? ' stale' : ''}`, title: g.subject || '' }, text);
+  }
+
+  // Jira: the issues in progress, and the last move when there was one.
+  function work(j) {
+    if (!j || (!j.issues.length && !j.moved.length)) return null;
+    const last = j.moved[j.moved.length - 1];
+    // Keys, not links: the whole card is already a link to the person.
+    return h('span', { class: `jira${j.stale ? ' stale' : ''}` },
+      ...j.issues.slice(0, 3).map((i) => h('span', { class: 'issue', title: `${i.summary} (${i.status})` }, i.key)),
+      j.issues.length > 3 ? h('span', { class: 'more' }, `+${j.issues.length - 3}`) : null,
+      last ? h('span', { class: 'moved' }, `${last.key}: ${last.from || 'new'} → ${last.to || 'gone'}`) : null);
   }
 
   function applyFilter(c) {

@@ -10,9 +10,8 @@ use super::governor::Governor;
 use super::types::*;
 use crate::crypto::fingerprint;
 use crate::metrics::METRICS;
+use crate::sources::http::{ATTEMPTS, retry_after, without_url};
 
-/// Attempts per call for transient failures (429, 5xx, timeouts, garbage) before giving up.
-const ATTEMPTS: u32 = 3;
 /// Slack's documented maximum page size for `users.list`.
 pub const USERS_LIST_LIMIT: u32 = 200;
 /// `dnd.teamInfo` takes at most 50 users per call.
@@ -31,13 +30,8 @@ pub struct SlackClient {
 impl SlackClient {
     /// `base` is `https://slack.com/api` or the simulator's equivalent.
     pub fn new(base: &str, governor: Arc<Governor>) -> Result<SlackClient, SlackError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("chex/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SlackError::Transport(e.to_string()))?;
+        let http =
+            crate::sources::http::client().map_err(|e| SlackError::Transport(e.to_string()))?;
         Ok(SlackClient {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -176,13 +170,7 @@ impl SlackClient {
             .map_err(|e| SlackError::Transport(without_url(e)))?;
         let status = resp.status();
         if status.as_u16() == 429 {
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_RETRY_AFTER);
+            let retry_after = retry_after(resp.headers(), DEFAULT_RETRY_AFTER);
             return Err(SlackError::RateLimited { retry_after });
         }
         if !status.is_success() {
@@ -217,16 +205,4 @@ fn outcome<T>(r: &Result<T, SlackError>) -> &'static str {
         Err(SlackError::Malformed(_)) => "malformed",
         Err(_) => "api_error",
     }
-}
-
-/// reqwest errors print the URL; ours carry user ids in the query, so keep just the cause.
-fn without_url(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "request"
-    };
-    format!("{kind}: {}", e.without_url())
 }

@@ -11,4 +11,5 @@ pub mod refresh_token;
 pub mod revoked_jti;
 pub mod slack_profile;
 pub mod slack_user;
+pub mod source_identity;
 pub mod status_event;
