@@ -226,6 +226,70 @@ static OPS: &[Op] = &[
         response: || r("Connection"),
     },
     Op {
+        method: "post",
+        path: "/api/connections/jira",
+        auth: Auth::Admin,
+        summary: "Connect (or re-key) a Jira Cloud site: email + API token, checked with /myself, stored encrypted; tracks everyone linked",
+        query: &[],
+        body: Some(|| {
+            obj(
+                &[("site_url", s()), ("email", s()), ("api_token", s())],
+                &["site_url", "email", "api_token"],
+            )
+        }),
+        ok: 201,
+        response: || r("Connection"),
+    },
+    Op {
+        method: "post",
+        path: "/api/connections/gmail",
+        auth: Auth::Admin,
+        summary: "Connect a Gmail mailbox: OAuth2 client and the owner's refresh token, checked by a refresh and users.getProfile, stored encrypted",
+        query: &[],
+        body: Some(|| {
+            obj(
+                &[
+                    ("client_id", s()),
+                    ("client_secret", s()),
+                    ("refresh_token", s()),
+                ],
+                &["client_id", "client_secret", "refresh_token"],
+            )
+        }),
+        ok: 201,
+        response: || r("Connection"),
+    },
+    Op {
+        method: "get",
+        path: "/api/connections/{id}/identities",
+        auth: Auth::Admin,
+        summary: "Accounts of a Jira site or Gmail mailbox and the person each is linked to (by email, or pinned by an admin)",
+        query: &[],
+        body: None,
+        ok: 200,
+        response: || list("identities", r("Identity")),
+    },
+    Op {
+        method: "put",
+        path: "/api/connections/{id}/identities/{external_id}",
+        auth: Auth::Admin,
+        summary: "Pin an account to a person (person_id null: to nobody); automatic linking leaves it alone",
+        query: &[],
+        body: Some(|| obj(&[("person_id", json!({"type": ["integer", "null"]}))], &[])),
+        ok: 200,
+        response: || r("Identity"),
+    },
+    Op {
+        method: "delete",
+        path: "/api/connections/{id}/identities/{external_id}",
+        auth: Auth::Admin,
+        summary: "Unpin an account: it is linked by email again",
+        query: &[],
+        body: None,
+        ok: 200,
+        response: || r("Identity"),
+    },
+    Op {
         method: "delete",
         path: "/api/connections/{id}",
         auth: Auth::Admin,
@@ -259,6 +323,21 @@ static OPS: &[Op] = &[
                     ("interval_secs", i()),
                 ],
                 &["connection_id"],
+            )
+        }),
+        ok: 201,
+        response: || r("Check"),
+    },
+    Op {
+        method: "post",
+        path: "/api/chex/jira",
+        auth: Auth::Admin,
+        summary: "Track on a Jira site: * (everyone linked), one accountId, or one issue key (whatever its status)",
+        query: &[],
+        body: Some(|| {
+            obj(
+                &[("connection_id", i()), ("subject", s())],
+                &["connection_id", "subject"],
             )
         }),
         ok: 201,
@@ -401,7 +480,17 @@ fn schemas() -> Value {
         "presence": {"enum": ["active", "away", "unknown"]}, "text": s(), "emoji": s(),
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
         "dnd": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "until": {"type": ["string", "null"], "format": "date-time"}}},
-        "stale": {"type": "boolean"}}});
+        "stale": {"type": "boolean"},
+        "jira": {"type": "object", "description": "present once a Jira site is linked to the person", "properties": {
+            "issues": {"type": "array", "items": {"type": "object", "properties": {"key": s(), "summary": s(), "status": s(),
+                "category": {"enum": ["new", "indeterminate", "done"]}, "url": s(), "next": {"type": "array", "items": s()}}}},
+            "moved": {"type": "array", "items": {"type": "object", "properties": {"key": s(), "summary": s(),
+                "from": {"type": ["string", "null"]}, "to": {"type": ["string", "null"]}}}},
+            "stale": {"type": "boolean"}}},
+        "gmail": {"type": "object", "description": "present once a Gmail mailbox is linked to the person", "properties": {
+            "address": s(), "auto_reply": {"type": "boolean"}, "out_of_office": {"type": "boolean"}, "subject": s(),
+            "since": {"type": ["string", "null"], "format": "date-time"}, "until": {"type": ["string", "null"], "format": "date-time"},
+            "stale": {"type": "boolean"}}}}});
     json!({
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {"code": s(), "message": s()}}}},
         "Session": {"type": "object", "properties": {"access_token": s(), "expires_at": time(), "refresh_token": s()}},
@@ -410,7 +499,9 @@ fn schemas() -> Value {
                  "image_72": s(), "seq": i(), "status": r("Status"), "observed_at": time()}},
         "StatusEvent": {"type": "object", "properties": {"seq": i(), "status": r("Status"), "changed": {"type": "array", "items": s()},
                         "previous": any(), "observed_at": time(), "source": s()}},
-        "Connection": {"type": "object", "properties": {"id": i(), "kind": s(), "team_id": s(), "name": s(), "fingerprint": s(), "status": s(), "last_error": {"type": ["string", "null"]}}},
+        "Identity": {"type": "object", "properties": {"connection_id": i(), "external_id": s(), "email": {"type": ["string", "null"]},
+                     "display_name": s(), "person_id": {"type": ["integer", "null"]}, "manual": {"type": "boolean"}, "updated_at": time()}},
+        "Connection": {"type": "object", "properties": {"id": i(), "kind": {"enum": ["slack", "jira", "gmail"]}, "external_id": s(), "team_id": {"type": ["string", "null"]}, "name": s(), "fingerprint": s(), "status": s(), "last_error": {"type": ["string", "null"]}}},
         "Check": {"type": "object", "properties": {"id": i(), "connection_id": i(), "kind": s(), "subject": s(), "interval_secs": i(), "enabled": {"type": "boolean"}}},
         "Account": {"type": "object", "properties": {"id": i(), "email": s(), "role": s(), "disabled": {"type": "boolean"}}},
     })
@@ -426,6 +517,10 @@ fn operation(op: &Op) -> Value {
         params.push(
             json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}),
         );
+    }
+    if op.path.contains("{external_id}") {
+        params.push(json!({"name": "external_id", "in": "path", "required": true, "schema": {"type": "string"},
+            "description": "Jira accountId or Gmail address, percent-encoded"}));
     }
     let error =
         json!({"description": "error", "content": {"application/json": {"schema": r("Error")}}});

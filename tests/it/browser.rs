@@ -32,7 +32,7 @@ fn dashboard_and_widget_in_chromium() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let out = Command::new("node")
         .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
-        .args(["dashboard.test.mjs", "board2000.test.mjs"])
+        .args(["dashboard.test.mjs", "board2000.test.mjs", "demo.test.mjs"])
         .current_dir(&dir)
         .env("CHEX_BIN", env!("CARGO_BIN_EXE_chex"))
         .output()

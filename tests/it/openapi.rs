@@ -21,7 +21,11 @@ async fn every_documented_operation_is_served() {
         for (method, op) in methods.as_object().expect("methods") {
             assert!(op["summary"].is_string(), "{method} {path} has a summary");
             assert!(op["responses"].is_object(), "{method} {path} has responses");
-            ops.push((method.clone(), path.replace("{id}", "999999")));
+            ops.push((
+                method.clone(),
+                path.replace("{id}", "999999")
+                    .replace("{external_id}", "nobody%40example.com"),
+            ));
         }
     }
     // Deletions last, on ids that do not exist: nothing of the fixture is destroyed.

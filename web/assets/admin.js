@@ -1,4 +1,5 @@
-// Admin pages: accounts, Slack workspaces, checks and bot tokens of the caller's organization.
+// Admin pages: accounts, source connections (Slack, Jira, Gmail), checks and bot tokens of the
+// caller's organization.
 // The server enforces the admin role on every call; this page only avoids showing dead ends.
 
 import { api, claims } from './api.js';
@@ -60,17 +61,20 @@ export async function admin(main) {
 
   async function workspaces() {
     const { connections } = await api('/api/connections');
-    sections.workspaces.replaceChildren(h('h2', {}, 'Slack workspaces'),
-      table(['Team', 'Name', 'Token', 'State', 'Last error', ''], connections.map((c) => h('tr', {},
-        h('td', {}, c.team_id ?? c.external_id), h('td', {}, c.name), h('td', {}, h('code', {}, c.fingerprint)),
+    const connected = (c) => { workspaces(); checks(); return `Connected ${c.name} (${c.fingerprint}).`; };
+    sections.workspaces.replaceChildren(h('h2', {}, 'Connections'),
+      table(['Source', 'Account', 'Name', 'Credential', 'State', 'Last error', ''], connections.map((c) => h('tr', {},
+        h('td', {}, c.kind), h('td', {}, c.team_id ?? c.external_id), h('td', {}, c.name), h('td', {}, h('code', {}, c.fingerprint)),
         h('td', {}, c.status), h('td', {}, c.last_error ?? ''),
         h('td', {}, h('button', { type: 'button', onclick: async () => {
           if (confirm(`Delete ${c.name}? Polling stops.`)) { await api(`/api/connections/${c.id}`, { method: 'DELETE' }); workspaces(); }
         } }, 'Delete'))))),
-      form('Upload token', [['token', 'Bot token (xoxb-…)', 'password'], ['signing_secret', 'Signing secret', 'password', false]], async (b) => {
-        const c = await api('/api/connections/slack', { method: 'POST', body: b }); workspaces(); checks();
-        return `Connected ${c.name} (${c.fingerprint}).`;
-      }));
+      form('Upload token', [['token', 'Slack bot token (xoxb-…)', 'password'], ['signing_secret', 'Signing secret', 'password', false]],
+        async (b) => connected(await api('/api/connections/slack', { method: 'POST', body: b }))),
+      form('Connect Jira', [['site_url', 'Site (https://…atlassian.net)', 'url'], ['email', 'Account email', 'email'], ['api_token', 'API token', 'password']],
+        async (b) => connected(await api('/api/connections/jira', { method: 'POST', body: b }))),
+      form('Connect Gmail', [['client_id', 'OAuth client id'], ['client_secret', 'Client secret', 'password'], ['refresh_token', 'Refresh token', 'password']],
+        async (b) => connected(await api('/api/connections/gmail', { method: 'POST', body: b }))));
   }
 
   async function checks() {

@@ -78,7 +78,7 @@ export async function board(main, setConn, params) {
     return h('span', { class: `jira${j.stale ? ' stale' : ''}` },
       ...j.issues.slice(0, 3).map((i) => h('span', { class: 'issue', title: `${i.summary} (${i.status})` }, i.key)),
       j.issues.length > 3 ? h('span', { class: 'more' }, `+${j.issues.length - 3}`) : null,
-      last ? h('span', { class: 'moved' }, `${last.key}: ${last.from || 'new'} → ${last.to || 'gone'}`) : null);
+      last ? h('span', { class: 'moved' }, `${last.key}${last.from ? `: ${last.from}` : ''} → ${last.to || 'gone'}`) : null);
   }
 
   function applyFilter(c) {

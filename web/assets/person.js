@@ -42,6 +42,25 @@ function segments(events, from, to, pick, initial) {
   return out;
 }
 
+/** Jira's in-progress issues (linked to the site) and Gmail's out-of-office, when connected. */
+function sources(status) {
+  const j = status?.jira;
+  const g = status?.gmail;
+  if (!j && !g) return h('span', {});
+  const day = (t) => new Date(t).toLocaleString(undefined, { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+  return h('section', { class: 'sources', 'aria-label': 'Jira and Gmail' },
+    j ? h('div', {}, h('h2', {}, 'Jira'),
+      j.issues.length
+        ? h('ul', {}, ...j.issues.map((i) => h('li', {}, h('a', { href: i.url, target: '_blank', rel: 'noopener' }, i.key), ` ${i.summary} — ${i.status}`)))
+        : h('p', { class: 'muted' }, 'Nothing in progress.'),
+      ...j.moved.map((m) => h('p', { class: 'muted' }, `${m.key} ${m.from ? `moved from ${m.from} ` : ''}to ${m.to || 'gone'}`)),
+      j.stale ? h('p', { class: 'muted' }, 'Jira cannot be reached: last known issues.') : null) : null,
+    g ? h('div', {}, h('h2', {}, 'Gmail'),
+      h('p', {}, g.out_of_office ? `Out of office${g.until ? ` until ${day(g.until)}` : ''}` : (g.auto_reply && g.since ? `Away from ${day(g.since)}` : 'In the office'),
+        g.subject ? h('span', { class: 'muted' }, ` — “${g.subject}”`) : null),
+      g.stale ? h('p', { class: 'muted' }, 'The mailbox cannot be read: last known state.') : null) : null);
+}
+
 function timeline(events, from, to) {
   const W = 1000; const lane = 26;
   const span = to.getTime() - from.getTime();
@@ -90,6 +109,7 @@ export async function person(main, id) {
     h('div', { class: 'person-head' },
       h('img', { class: 'avatar big', src: p.image_72 || '', alt: '', width: 72, height: 72 }),
       h('div', {}, h('h1', {}, p.display_name || p.name), h('p', { class: 'muted' }, [p.name, p.title, p.email].filter(Boolean).join(' · ')))),
+    sources(p.status),
     h('div', { class: 'tabs', role: 'group', 'aria-label': 'Range' }, ...tabs),
     chart,
     h('h2', {}, 'Time in status'), summary,
