@@ -411,3 +411,35 @@ async fn a_refused_token_stops_the_site_and_says_why() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(jira.calls("search.jql"), calls, "polling stopped");
 }
+
+#[tokio::test]
+async fn an_outage_flags_the_part_stale_and_recovery_clears_it() {
+    let (app, jira, spec, conn) = app_with_jira(1).await;
+    let account = jira.with(|w| w.account_of(&spec.people[0].1).expect("a").to_owned());
+    let person = linked_person(&app, conn, &account).await;
+    app.wait_for_person(person, |u| u["status"]["jira"]["stale"] == false)
+        .await;
+    // Garbage and 500s on every call: the round fails, the last issues stay, flagged stale.
+    jira.with(|w| w.faults.malformed_next = 1_000);
+    let u = app
+        .wait_for_person(person, |u| u["status"]["jira"]["stale"] == true)
+        .await;
+    assert_eq!(u["status"]["jira"]["issues"], json!([]));
+    let (_, checks) = app.get("/api/chex").await;
+    assert!(
+        checks["checks"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|c| c["kind"] == "jira" && c["last_error"] == "malformed")),
+        "{checks}"
+    );
+    jira.with(|w| w.faults.malformed_next = 0);
+    app.wait_for_person(person, |u| u["status"]["jira"]["stale"] == false)
+        .await;
+    let (_, v) = app.get("/api/connections").await;
+    assert!(
+        v["connections"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["id"] == conn && c["status"] == "active")),
+        "an outage is not a credential error: {v}"
+    );
+}

@@ -249,3 +249,142 @@ async fn latest_events_of_a_large_team_in_one_call() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn identities_link_by_email_and_pins_stick() {
+    each_backend(|store| async move {
+        let (org, slack) = workspace(&store, "acme", "T1").await;
+        let mut ada = SlackUserRecord {
+            slack_id: "U1".into(),
+            team_id: "T1".into(),
+            name: "ada".into(),
+            ..Default::default()
+        };
+        ada.profile.email = Some("Ada@Example.com".into());
+        let mut bob = ada.clone();
+        bob.slack_id = "U2".into();
+        bob.profile.email = Some("bob@example.com".into());
+        let rows = store
+            .upsert_slack_users(slack, org, &[ada, bob])
+            .await
+            .expect("people");
+        let (p_ada, p_bob) = (rows[0].person_id, rows[1].person_id);
+        let jira = store
+            .upsert_connection(chex::store::NewConnection {
+                organization_id: org,
+                kind: "jira",
+                external_id: "acme.atlassian.net",
+                name: "acme",
+                credential_ciphertext: "x".into(),
+                signing_secret_ciphertext: None,
+                fingerprint: "f".into(),
+            })
+            .await
+            .expect("jira")
+            .id;
+        let listed = |email: Option<&str>| chex::store::NewIdentity {
+            external_id: "acc-1".into(),
+            email: email.map(str::to_owned),
+            display_name: "Ada".into(),
+        };
+        let ids = store
+            .sync_identities(jira, org, &[listed(Some("ADA@example.com"))])
+            .await
+            .expect("sync");
+        assert_eq!(
+            ids[0].person_id,
+            Some(p_ada),
+            "emails match case-insensitively"
+        );
+
+        // An admin pins the account to Bob; a later listing does not undo it.
+        let pinned = store
+            .pin_identity(org, jira, "acc-1", Some(p_bob))
+            .await
+            .expect("pin");
+        assert!(pinned.manual);
+        let ids = store
+            .sync_identities(jira, org, &[listed(Some("ada@example.com"))])
+            .await
+            .expect("sync");
+        assert_eq!(ids[0].person_id, Some(p_bob));
+        assert_eq!(store.identities_of(p_bob).await.expect("of").len(), 1);
+
+        // Another organization's person, or an unknown account, is not found.
+        let other = store.ensure_organization("other").await.expect("org");
+        assert!(matches!(
+            store.pin_identity(other.id, jira, "acc-1", None).await,
+            Err(chex::store::StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.pin_identity(org, jira, "acc-2", None).await,
+            Err(chex::store::StoreError::NotFound)
+        ));
+
+        // Unpinned, the email decides again; an email that stops matching unlinks.
+        let back = store
+            .unpin_identity(org, jira, "acc-1")
+            .await
+            .expect("unpin");
+        assert_eq!((back.person_id, back.manual), (Some(p_ada), false));
+        let ids = store
+            .sync_identities(jira, org, &[listed(None)])
+            .await
+            .expect("sync");
+        assert_eq!(ids[0].person_id, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn jira_and_gmail_parts_round_trip_through_history() {
+    each_backend(|store| async move {
+        let id = person(&store, "U9").await;
+        let status = Status {
+            presence: Presence::Active,
+            jira: Some(chex::domain::JiraPart {
+                issues: vec![chex::domain::JiraIssue {
+                    key: "OPS-1".into(),
+                    summary: "Ship it".into(),
+                    status: "In Review".into(),
+                    category: "indeterminate".into(),
+                    url: "https://acme.atlassian.net/browse/OPS-1".into(),
+                    next: vec!["Done".into()],
+                }],
+                moved: vec![chex::domain::IssueMove {
+                    key: "OPS-1".into(),
+                    summary: "Ship it".into(),
+                    from: Some("In Progress".into()),
+                    to: Some("In Review".into()),
+                }],
+                stale: false,
+            }),
+            gmail: Some(chex::domain::GmailPart {
+                address: "u9@example.com".into(),
+                auto_reply: true,
+                out_of_office: true,
+                subject: "Away".into(),
+                since: Some(now()),
+                until: None,
+                stale: true,
+            }),
+            ..Status::default()
+        };
+        store
+            .append_events(&[NewEvent {
+                person_id: id,
+                observed_at: now(),
+                status: status.clone(),
+                changed: vec![Field::Jira, Field::Gmail],
+                previous: Default::default(),
+                source: Source::Jira,
+            }])
+            .await
+            .expect("append");
+        let latest = store.latest_events(&[id]).await.expect("latest");
+        let row = &latest[&id];
+        assert_eq!(row.status(), status);
+        assert_eq!(row.source, "jira");
+    })
+    .await;
+}
