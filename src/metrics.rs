@@ -66,6 +66,7 @@ pub struct Metrics {
     pub slack_429: Counter,
     pub slack_wait_micros: Counter,
     pub watched_presence_overdue: Counter,
+    pub slack_sweeps: Counter,
     /// Source calls by `(source, method, outcome)`.
     pub source_calls: DashMap<(&'static str, String, &'static str), u64>,
 }
@@ -187,6 +188,11 @@ impl Metrics {
                 "chex_watched_presence_overdue_total",
                 "Watched presence polls that ran later than one interval.",
                 &self.watched_presence_overdue,
+            ),
+            (
+                "chex_slack_sweeps_total",
+                "Full users.list sweeps completed, all workspaces.",
+                &self.slack_sweeps,
             ),
         ];
         for (name, help, c) in counters {

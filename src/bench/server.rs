@@ -38,6 +38,15 @@ impl ServerProcess {
     /// Starts a demo server of `users` people with no simulated status churn (the bench makes the
     /// changes) and polling slow enough to stay out of the measurement once the first sweep is in.
     pub fn spawn(users: usize, database_url: Option<&str>) -> anyhow::Result<ServerProcess> {
+        Self::spawn_with(users, database_url, &[])
+    }
+
+    /// As [`ServerProcess::spawn`], with settings of the scenario's own (applied last).
+    pub fn spawn_with(
+        users: usize,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ServerProcess> {
         let dir = std::env::temp_dir().join(format!(
             "chex-bench-{}-{}",
             std::process::id(),
@@ -59,12 +68,16 @@ impl ServerProcess {
             .env("CHEX_POLL_SWEEP_INTERVAL", "3600")
             .env("CHEX_POLL_WATCHED_INTERVAL", "3600")
             .env("CHEX_POLL_DND_INTERVAL", "3600")
+            // The demo's Jira site and mailboxes poll too; keep them out of the figures.
+            .env("CHEX_POLL_JIRA_INTERVAL", "3600")
+            .env("CHEX_POLL_GMAIL_INTERVAL", "3600")
             // Slack's tiers ×20: the first sweep of 50,000 people takes ~40 s instead of 12 min,
             // and presence polling stays a background trickle, as in production.
             .env("CHEX_SLACK_RATE_SCALE", "20")
             .env("CHEX_WS_MAX_TOPICS", "100")
             .env("CHEX_LOG", "warn")
             .env_remove("CHEX_PUBLIC_URL")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -130,6 +143,26 @@ impl ServerProcess {
                 bail!("only {committed} of {users} people appeared within 10 minutes");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (10 minutes at most) until a counter reaches `at_least`; returns its value.
+    pub async fn wait_for_metric(
+        &self,
+        http: &reqwest::Client,
+        name: &str,
+        at_least: u64,
+    ) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let v = self.metric(http, name).await?;
+            if v >= at_least {
+                return Ok(v);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{name} stayed at {v} (waited for {at_least})");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

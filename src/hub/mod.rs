@@ -17,7 +17,7 @@ use dashmap::DashMap;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::domain::{PersonCard, StatusEvent};
+use crate::domain::StatusEvent;
 use crate::metrics::METRICS;
 
 /// Frames a team topic's channel holds for its slowest subscriber. Large enough to ride out a
@@ -210,13 +210,19 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// True when someone subscribes to this person's own topic.
-    pub fn is_watched_directly(&self, person: &PersonCard) -> bool {
-        self.hub.subscriber_count(&person.topic) > 0
-    }
-
     pub fn team_watched(&self, team_id: &str) -> bool {
         self.hub.subscriber_count(&format!("team:{team_id}")) > 0
+    }
+
+    /// People whose own topic has a subscriber.
+    pub fn watched_people(&self) -> Vec<i64> {
+        self.hub
+            .inner
+            .topics
+            .iter()
+            .filter(|t| t.value().receiver_count() > 0)
+            .filter_map(|t| t.key().strip_prefix("user:")?.parse().ok())
+            .collect()
     }
 }
 
@@ -320,13 +326,13 @@ mod tests {
     #[test]
     fn watched_follows_direct_and_team_subscriptions() {
         let hub = Hub::default();
-        let card = event(5, 1, Some("T9")).person.clone();
         let w = hub.watched();
-        assert!(!w.is_watched_directly(&card) && !w.team_watched("T9"));
+        assert!(w.watched_people().is_empty() && !w.team_watched("T9"));
         let s = hub.subscribe("team:T9");
-        assert!(w.team_watched("T9") && !w.is_watched_directly(&card));
+        assert!(w.team_watched("T9") && w.watched_people().is_empty());
         drop(s);
         let _s = hub.subscribe("user:5");
-        assert!(w.is_watched_directly(&card) && !w.team_watched("T9"));
+        assert_eq!(w.watched_people(), vec![5]);
+        assert!(!w.team_watched("T9"));
     }
 }

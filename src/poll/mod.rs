@@ -10,6 +10,7 @@
 pub mod gmail;
 pub mod jira;
 pub mod pipeline;
+pub mod presence;
 pub mod rounds;
 pub mod slack;
 

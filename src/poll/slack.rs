@@ -9,15 +9,14 @@
 //! A credential error (revoked, invalid) stops the workspace and records the error on its
 //! connection; transient failures mark its people `stale` and keep retrying with backoff.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{Observation, Pipeline};
+use super::presence::{People, Tracked, WatchView, next_presence};
 use crate::crypto::SecretKey;
 use crate::domain::{PersonCard, Source, StatusPatch, now};
 use crate::hub::Watched;
@@ -49,19 +48,11 @@ pub struct PollContext {
     pub known: KnownUsers,
 }
 
-/// A tracked Slack user, as the loops of one connection know them.
-struct Tracked {
-    card: Arc<PersonCard>,
-    updated: i64,
-    trackable: bool,
-    last_presence: Option<Instant>,
-}
-
 struct Conn {
     ctx: PollContext,
     model: connection::Model,
     token: String,
-    people: Mutex<HashMap<String, Tracked>>,
+    people: Mutex<People>,
     stop: CancellationToken,
 }
 
@@ -77,7 +68,7 @@ pub async fn poll_connection(ctx: PollContext, model: connection::Model, stop: C
             return;
         }
     };
-    let mut people = HashMap::new();
+    let mut people = People::default();
     match ctx.store.slack_people(model.id).await {
         Ok(rows) => {
             for (slack_id, updated, row) in rows {
@@ -111,7 +102,7 @@ pub async fn poll_connection(ctx: PollContext, model: connection::Model, stop: C
 }
 
 impl Conn {
-    fn people(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+    fn people(&self) -> std::sync::MutexGuard<'_, People> {
         self.people.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -284,13 +275,12 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
             page.members
                 .iter()
                 .filter_map(|u| {
-                    let t = people.get_mut(&u.id)?;
-                    t.trackable = !u.deleted
+                    let trackable = !u.deleted
                         && !u.is_bot
                         && u.id != "USLACKBOT"
                         && subjects.as_ref().is_none_or(|s| s.contains(&u.id));
-                    t.trackable
-                        .then(|| (t.card.clone(), u.profile.custom_status()))
+                    let t = people.set_trackable(&u.id, trackable)?;
+                    trackable.then(|| (t.card.clone(), u.profile.custom_status()))
                 })
                 .collect()
         };
@@ -308,6 +298,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         cursor = page.response_metadata.next_cursor;
         if cursor.is_empty() {
             let _ = conn.ctx.store.record_poll(conn.model.id, now(), None).await;
+            METRICS.slack_sweeps.inc();
             return true;
         }
     }
@@ -317,50 +308,20 @@ fn trackable(row: &PersonRow) -> bool {
     !row.deleted && !row.is_bot && row.slack_id.as_deref() != Some("USLACKBOT")
 }
 
-/// Picks whose presence to poll next: the watched person polled longest ago if one is due, else
-/// anyone polled longest ago (never-polled first).
-fn next_presence(
-    people: &HashMap<String, Tracked>,
-    watched: &Watched,
-    interval: Duration,
-) -> Option<(String, bool)> {
-    let now = Instant::now();
-    let mut best_watched: Option<(&String, Option<Instant>)> = None;
-    let mut best_other: Option<(&String, Option<Instant>)> = None;
-    // A connection's people share a team or two: ask the hub once per team, not once per person.
-    let mut teams: HashMap<&str, bool> = HashMap::new();
-    for (id, t) in people.iter().filter(|(_, t)| t.trackable) {
-        let team_watched = t.card.team_id.as_deref().is_some_and(|team| {
-            *teams
-                .entry(team)
-                .or_insert_with(|| watched.team_watched(team))
-        });
-        let slot = if team_watched || watched.is_watched_directly(&t.card) {
-            &mut best_watched
-        } else {
-            &mut best_other
-        };
-        if slot.is_none_or(|(_, last)| t.last_presence < last) {
-            *slot = Some((id, t.last_presence));
-        }
-    }
-    if let Some((id, last)) = best_watched
-        && last.is_none_or(|l| now.duration_since(l) >= interval)
-    {
-        return Some((id.clone(), true));
-    }
-    best_other
-        .or(best_watched)
-        .map(|(id, _)| (id.clone(), false))
-}
-
 async fn presence_loop(conn: Arc<Conn>) {
     let interval = conn.ctx.intervals.watched;
+    let mut view = WatchView::of(&conn.people(), &conn.ctx.watched);
     loop {
         if conn.stop.is_cancelled() {
             return;
         }
-        let pick = next_presence(&conn.people(), &conn.ctx.watched, interval);
+        let pick = {
+            let people = conn.people();
+            if !view.fresh() {
+                view = WatchView::of(&people, &conn.ctx.watched);
+            }
+            next_presence(&people, &view, interval)
+        };
         let Some((slack_id, watched)) = pick else {
             if !conn.sleep(Duration::from_millis(500)).await {
                 return;
@@ -372,17 +333,12 @@ async fn presence_loop(conn: Arc<Conn>) {
         };
         let result = conn.ctx.client.get_presence(&conn.token, &slack_id).await;
         drop(permit);
-        let card = {
-            let mut people = conn.people();
-            let Some(t) = people.get_mut(&slack_id) else {
-                continue;
-            };
-            if watched && t.last_presence.is_some_and(|l| l.elapsed() > interval * 2) {
-                METRICS.watched_presence_overdue.inc();
-            }
-            t.last_presence = Some(Instant::now());
-            t.card.clone()
+        let Some((card, before)) = conn.people().polled(&slack_id) else {
+            continue;
         };
+        if watched && before.is_some_and(|l| l.elapsed() > interval * 2) {
+            METRICS.watched_presence_overdue.inc();
+        }
         match result {
             Ok(p) => {
                 conn.observe(

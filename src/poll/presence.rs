@@ -1,0 +1,264 @@
+//! Whose Slack presence to poll next.
+//!
+//! `users.getPresence` takes one user per call and Slack allows ~50 calls a minute per
+//! workspace, so the order matters: watched people (someone has them on screen) first, each
+//! when their interval is due, everyone else in the time left, oldest poll first.
+//!
+//! The people of a connection sit in a queue ordered by last poll, so a pick looks at the front
+//! rather than at everyone (a scan per pick was a quarter of a 50,000-person sweep's CPU), and
+//! who is watched is read from the hub once a second, not once per person per pick.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::PersonCard;
+use crate::hub::Watched;
+
+/// How far past the front a pick looks for someone unwatched before taking the oldest anyway.
+const SCAN: usize = 256;
+/// How long a [`WatchView`] is trusted.
+pub const VIEW_TTL: Duration = Duration::from_secs(1);
+
+/// A tracked Slack user, as the loops of one connection know them.
+pub struct Tracked {
+    pub card: Arc<PersonCard>,
+    pub updated: i64,
+    pub trackable: bool,
+    pub last_presence: Option<Instant>,
+}
+
+/// A connection's people by Slack id, with the poll queue kept in step.
+#[derive(Default)]
+pub struct People {
+    by_slack_id: HashMap<String, Tracked>,
+    /// `(last poll, Slack id)`: never-polled (`None`) first, then oldest.
+    queue: BTreeSet<(Option<Instant>, String)>,
+    by_person: HashMap<i64, String>,
+}
+
+impl Deref for People {
+    type Target = HashMap<String, Tracked>;
+    fn deref(&self) -> &Self::Target {
+        &self.by_slack_id
+    }
+}
+
+impl People {
+    pub fn insert(&mut self, slack_id: String, t: Tracked) {
+        if let Some(old) = self.by_slack_id.get(&slack_id) {
+            self.queue.remove(&(old.last_presence, slack_id.clone()));
+            self.by_person.remove(&old.card.id);
+        }
+        self.queue.insert((t.last_presence, slack_id.clone()));
+        self.by_person.insert(t.card.id, slack_id.clone());
+        self.by_slack_id.insert(slack_id, t);
+    }
+
+    pub fn set_trackable(&mut self, slack_id: &str, trackable: bool) -> Option<&Tracked> {
+        let t = self.by_slack_id.get_mut(slack_id)?;
+        t.trackable = trackable;
+        Some(t)
+    }
+
+    /// Records a presence poll of `slack_id` now; returns the person and when they were polled
+    /// before.
+    pub fn polled(&mut self, slack_id: &str) -> Option<(Arc<PersonCard>, Option<Instant>)> {
+        let t = self.by_slack_id.get_mut(slack_id)?;
+        let before = t.last_presence;
+        self.queue.remove(&(before, slack_id.to_owned()));
+        t.last_presence = Some(Instant::now());
+        self.queue.insert((t.last_presence, slack_id.to_owned()));
+        Some((t.card.clone(), before))
+    }
+}
+
+/// Who is watched, as the hub said at `at`.
+pub struct WatchView {
+    at: Instant,
+    teams: HashSet<String>,
+    people: HashSet<i64>,
+}
+
+impl WatchView {
+    /// Asks the hub about the teams and people of `people`.
+    pub fn of(people: &People, watched: &Watched) -> WatchView {
+        let mut teams: HashSet<String> = HashSet::new();
+        let mut asked: HashSet<&str> = HashSet::new();
+        for t in people.values() {
+            if let Some(team) = t.card.team_id.as_deref()
+                && asked.insert(team)
+                && watched.team_watched(team)
+            {
+                teams.insert(team.to_owned());
+            }
+        }
+        WatchView {
+            at: Instant::now(),
+            teams,
+            people: watched
+                .watched_people()
+                .into_iter()
+                .filter(|id| people.by_person.contains_key(id))
+                .collect(),
+        }
+    }
+
+    pub fn fresh(&self) -> bool {
+        self.at.elapsed() < VIEW_TTL
+    }
+
+    fn watches(&self, t: &Tracked) -> bool {
+        t.card
+            .team_id
+            .as_deref()
+            .is_some_and(|team| self.teams.contains(team))
+            || self.people.contains(&t.card.id)
+    }
+}
+
+/// The next person to poll: the watched person polled longest ago if their interval is due
+/// (`true`), else someone unwatched polled longest ago, else the oldest watched person (`false`).
+pub fn next_presence(
+    people: &People,
+    view: &WatchView,
+    interval: Duration,
+) -> Option<(String, bool)> {
+    let trackable = |id: &String| people.by_slack_id.get(id).filter(|t| t.trackable);
+    // The oldest watched person: through a watched team, the front of the queue; directly, the
+    // (few) people with their own topic watched.
+    let mut watched: Option<(Option<Instant>, &String)> = None;
+    if !view.teams.is_empty() {
+        watched = people
+            .queue
+            .iter()
+            .find(|(_, id)| trackable(id).is_some_and(|t| view.watches(t)))
+            .map(|(last, id)| (*last, id));
+    }
+    for pid in &view.people {
+        let Some(id) = people.by_person.get(pid) else {
+            continue;
+        };
+        if let Some(t) = trackable(id)
+            && watched.is_none_or(|(last, _)| t.last_presence < last)
+        {
+            watched = Some((t.last_presence, id));
+        }
+    }
+    let now = Instant::now();
+    if let Some((last, id)) = watched
+        && last.is_none_or(|l| now.duration_since(l) >= interval)
+    {
+        return Some((id.clone(), true));
+    }
+    let mut oldest = None;
+    for (_, id) in people.queue.iter().take(SCAN) {
+        let Some(t) = trackable(id) else { continue };
+        oldest.get_or_insert(id);
+        if !view.watches(t) {
+            return Some((id.clone(), false));
+        }
+    }
+    oldest
+        .or_else(|| {
+            people
+                .queue
+                .iter()
+                .map(|(_, id)| id)
+                .find(|id| trackable(id).is_some())
+        })
+        .map(|id| (id.clone(), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(id: i64, team: &str) -> Tracked {
+        Tracked {
+            card: Arc::new(PersonCard {
+                id,
+                organization_id: 1,
+                topic: PersonCard::topic_for(id),
+                team_id: Some(team.into()),
+                name: format!("p{id}"),
+                display_name: String::new(),
+                image_72: String::new(),
+            }),
+            updated: 0,
+            trackable: true,
+            last_presence: None,
+        }
+    }
+
+    fn view(teams: &[&str], people: &[i64]) -> WatchView {
+        WatchView {
+            at: Instant::now(),
+            teams: teams.iter().map(|t| t.to_string()).collect(),
+            people: people.iter().copied().collect(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watched_people_first_when_due_then_the_oldest_of_the_rest() {
+        let mut p = People::default();
+        for i in 1..=5 {
+            p.insert(format!("U{i}"), person(i, "T1"));
+        }
+        let interval = Duration::from_secs(30);
+        // Nobody watched: never-polled first, in id order, then the oldest.
+        let none = view(&[], &[]);
+        for i in 1..=5 {
+            let (id, w) = next_presence(&p, &none, interval).expect("pick");
+            assert_eq!((id.as_str(), w), (format!("U{i}").as_str(), false));
+            p.polled(&id);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(
+            next_presence(&p, &none, interval).map(|x| x.0).as_deref(),
+            Some("U1")
+        );
+
+        // U4 watched directly: not due yet, so the oldest unwatched goes.
+        let direct = view(&[], &[4]);
+        assert_eq!(
+            next_presence(&p, &direct, interval),
+            Some(("U1".into(), false))
+        );
+        tokio::time::advance(interval).await;
+        assert_eq!(
+            next_presence(&p, &direct, interval),
+            Some(("U4".into(), true))
+        );
+        p.polled("U4");
+
+        // The whole team watched: the oldest member when due.
+        let team = view(&["T1"], &[]);
+        assert_eq!(
+            next_presence(&p, &team, interval),
+            Some(("U1".into(), true))
+        );
+
+        // Untrackable people are skipped.
+        p.set_trackable("U1", false);
+        assert_eq!(
+            next_presence(&p, &team, interval),
+            Some(("U2".into(), true))
+        );
+    }
+
+    #[test]
+    fn reinserting_keeps_one_queue_entry_per_person() {
+        let mut p = People::default();
+        p.insert("U1".into(), person(1, "T1"));
+        p.polled("U1");
+        let mut again = person(1, "T1");
+        again.last_presence = p["U1"].last_presence;
+        p.insert("U1".into(), again);
+        assert_eq!(p.queue.len(), 1);
+        assert_eq!(p.by_person.len(), 1);
+    }
+}
