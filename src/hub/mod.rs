@@ -229,7 +229,7 @@ impl Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Source, Status, now};
+    use crate::domain::{PersonCard, Source, Status, now};
 
     fn event(person: i64, seq: i64, team: Option<&str>) -> Arc<StatusEvent> {
         Arc::new(StatusEvent {
