@@ -93,54 +93,23 @@ pub async fn start(
     signing_secret: Option<String>,
     life: Option<Duration>,
 ) -> Result<Demo, StartError> {
-    let sim_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| StartError::Other(format!("simulator: {e}")))?;
     let mut spec = WorkspaceSpec::new(DEMO_TEAM, users);
     spec.team_name = "Demo Workspace".into();
     if let Some(s) = signing_secret {
         spec.signing_secret = s;
     }
     let scale = config_scale(&config);
-    let sim = SlackSim::start(
-        sim_listener,
-        vec![spec.clone()],
-        SimOptions {
-            rate_scale: Some(scale),
-            life_interval: life,
-            seed: 7,
-        },
-    )
-    .await
-    .map_err(|e| StartError::Other(format!("simulator: {e}")))?;
-    let people = slack_people(&sim, JIRA_PEOPLE);
-    let jira_spec = JiraSpec {
-        issues: people.len() * 2,
-        people: people.clone(),
-        ..JiraSpec::default()
-    };
-    let jira = JiraSim::start(listener("jira").await?, jira_spec.clone(), 7, life)
+    let sims = sim_runtime()?;
+    let started = sims.spawn(start_sims(spec.clone(), scale, life));
+    let Sims {
+        slack: sim,
+        jira,
+        jira_spec,
+        gmail,
+        mailboxes,
+    } = started
         .await
-        .map_err(|e| StartError::Other(format!("jira simulator: {e}")))?;
-    let mailboxes: Vec<String> = people
-        .iter()
-        .take(GMAIL_PEOPLE)
-        .map(|(_, e)| e.clone())
-        .collect();
-    let gmail = GmailSim::start(listener("gmail").await?, &mailboxes, 7, life.map(|l| l * 4))
-        .await
-        .map_err(|e| StartError::Other(format!("gmail simulator: {e}")))?;
-    if let Some(first) = mailboxes.first() {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        gmail.mailbox(first, |m| {
-            m.set_vacation(
-                true,
-                "Back on Monday",
-                Some(now_ms),
-                Some(now_ms + 3 * 86_400_000),
-            )
-        });
-    }
+        .map_err(|e| StartError::Other(format!("simulators: {e}")))??;
     let mut config = prepare(config, &sim.api_url());
     config.gmail_api_url = gmail.api_url();
     config.google_token_url = gmail.token_url();
@@ -225,6 +194,100 @@ pub async fn start(
         gmail,
         password,
         admin_token,
+    })
+}
+
+/// The simulators the demo runs, and what Chex is connected to in them.
+struct Sims {
+    slack: SlackSim,
+    jira: JiraSim,
+    jira_spec: JiraSpec,
+    gmail: GmailSim,
+    mailboxes: Vec<String>,
+}
+
+/// The thread the demo's simulators run on.
+pub const SIM_THREAD: &str = "chex-sims";
+
+/// A runtime on a thread of its own for the simulators: they stand in for Slack, Jira and Google,
+/// which are not this process, so `chex bench` reads their CPU apart (per thread, from /proc)
+/// and leaves it out of the server's figures.
+fn sim_runtime() -> Result<tokio::runtime::Handle, StartError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(SIM_THREAD.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => {
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| StartError::Other(format!("simulator thread: {e}")))?;
+    rx.recv()
+        .map_err(|e| StartError::Other(format!("simulator thread: {e}")))?
+        .map_err(|e| StartError::Other(format!("simulator runtime: {e}")))
+}
+
+/// Starts Slack, Jira and Gmail simulators whose people are the same (by email). Runs on the
+/// simulators' runtime: their sockets belong to its reactor.
+async fn start_sims(
+    spec: WorkspaceSpec,
+    scale: f64,
+    life: Option<Duration>,
+) -> Result<Sims, StartError> {
+    let slack = SlackSim::start(
+        listener("slack").await?,
+        vec![spec],
+        SimOptions {
+            rate_scale: Some(scale),
+            life_interval: life,
+            seed: 7,
+        },
+    )
+    .await
+    .map_err(|e| StartError::Other(format!("slack simulator: {e}")))?;
+    let people = slack_people(&slack, JIRA_PEOPLE);
+    let jira_spec = JiraSpec {
+        issues: people.len() * 2,
+        people: people.clone(),
+        ..JiraSpec::default()
+    };
+    let jira = JiraSim::start(listener("jira").await?, jira_spec.clone(), 7, life)
+        .await
+        .map_err(|e| StartError::Other(format!("jira simulator: {e}")))?;
+    let mailboxes: Vec<String> = people
+        .iter()
+        .take(GMAIL_PEOPLE)
+        .map(|(_, e)| e.clone())
+        .collect();
+    let gmail = GmailSim::start(listener("gmail").await?, &mailboxes, 7, life.map(|l| l * 4))
+        .await
+        .map_err(|e| StartError::Other(format!("gmail simulator: {e}")))?;
+    if let Some(first) = mailboxes.first() {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        gmail.mailbox(first, |m| {
+            m.set_vacation(
+                true,
+                "Back on Monday",
+                Some(now_ms),
+                Some(now_ms + 3 * 86_400_000),
+            )
+        });
+    }
+    Ok(Sims {
+        slack,
+        jira,
+        jira_spec,
+        gmail,
+        mailboxes,
     })
 }
 

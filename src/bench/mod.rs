@@ -307,7 +307,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 use rand::{Rng, SeedableRng};
 
 /// Scenario 5: full sweeps of `users` people through the real poller (CPU and wall time of the
-/// server process, simulator included) — the first, which imports everyone, and the next one,
+/// server process; the simulators' thread is measured apart) — the first, which imports everyone, and the next one,
 /// which is what recurs every `CHEX_POLL_SWEEP_INTERVAL` — then `events` history writes in
 /// batches of 2,000 on SQLite and, when `CHEX_TEST_DATABASE_URL` names a server, on a scratch
 /// PostgreSQL database.
@@ -317,18 +317,21 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     // Sweeps back to back (1 s apart) so the second one can be timed on its own.
     let srv = ServerProcess::spawn_with(args.users, None, &[("CHEX_POLL_SWEEP_INTERVAL", "1")])?;
     let cpu_start = srv.cpu();
+    let sims_start = srv.sims_cpu();
     srv.wait_for_people(&http, args.users).await?;
     let wall = started.elapsed();
     let cpu = srv.cpu().saturating_sub(cpu_start);
+    let sims_cpu = srv.sims_cpu().saturating_sub(sims_start);
     // The steady sweep: from the end of one sweep to the end of the next (1 s of waiting and the
     // background presence/DND trickle included).
     let first = srv
         .wait_for_metric(&http, "chex_slack_sweeps_total", 1)
         .await?;
-    let (cpu0, t0) = (srv.cpu(), Instant::now());
+    let (cpu0, sims0, t0) = (srv.cpu(), srv.sims_cpu(), Instant::now());
     srv.wait_for_metric(&http, "chex_slack_sweeps_total", first + 1)
         .await?;
     let (steady_cpu, steady_wall) = (srv.cpu().saturating_sub(cpu0), t0.elapsed());
+    let steady_sims = srv.sims_cpu().saturating_sub(sims0);
     let mut r = Report {
         scenario: "pipeline".into(),
         rss_peak_mb: srv.rss_peak() as f64 / MB,
@@ -347,6 +350,14 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     r.extra.insert(
         "steady_sweep_cpu_s".into(),
         round3(steady_cpu.as_secs_f64()).into(),
+    );
+    r.extra.insert(
+        "sweep_sims_cpu_s".into(),
+        round3(sims_cpu.as_secs_f64()).into(),
+    );
+    r.extra.insert(
+        "steady_sweep_sims_cpu_s".into(),
+        round3(steady_sims.as_secs_f64()).into(),
     );
 
     let dir = std::env::temp_dir().join(format!("chex-bench-store-{}", std::process::id()));

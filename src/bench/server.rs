@@ -122,9 +122,26 @@ impl ServerProcess {
         proc_status_kb(self.pid(), "VmHWM:") * 1024
     }
 
-    /// User + system CPU time used so far.
+    /// User + system CPU time used so far by the server, without the demo's simulators (they
+    /// stand in for Slack, Jira and Google, and run on a thread of their own).
     pub fn cpu(&self) -> Duration {
-        cpu_of(self.pid())
+        cpu_of(self.pid()).saturating_sub(self.sims_cpu())
+    }
+
+    /// CPU time of the simulators' thread.
+    pub fn sims_cpu(&self) -> Duration {
+        let pid = self.pid();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Duration::ZERO;
+        };
+        tasks
+            .filter_map(Result::ok)
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == crate::demo::SIM_THREAD)
+            })
+            .map(|t| stat_cpu(&t.path().join("stat")))
+            .sum()
     }
 
     /// Waits until the server reports `users` people with a status (the first sweep is in).
@@ -195,7 +212,12 @@ fn proc_status_kb(pid: u32, key: &str) -> u64 {
 
 /// utime + stime of a process, from /proc/<pid>/stat (clock ticks of 10 ms on Linux).
 pub fn cpu_of(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    stat_cpu(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime from a process's or thread's `stat` file.
+fn stat_cpu(path: &std::path::Path) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return Duration::ZERO;
     };
     // Fields after the parenthesised command name, which may itself hold spaces.

@@ -396,7 +396,9 @@ SELECT id, person_id, seq FROM ins"#;
         .query_all_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             SQL,
-            [sea_orm::Value::from(serde_json::Value::Array(rows).to_string())],
+            [sea_orm::Value::from(
+                serde_json::Value::Array(rows).to_string(),
+            )],
         ))
         .await?;
     // RETURNING order is not promised for INSERT … SELECT: map back by (person, seq), unique.
