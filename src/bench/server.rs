@@ -96,6 +96,8 @@ impl ServerProcess {
         let _login = field("login: ")?;
         let token = field("token: ")?;
         let sim_url = field("slack simulator: ")?;
+        // Keep reading what else the demo prints: a closed pipe would fail its next line.
+        std::thread::spawn(move || lines.for_each(drop));
         let ws = base.replacen("http://", "ws://", 1) + "/ws";
         Ok(ServerProcess {
             child,
