@@ -122,23 +122,7 @@ async fn connect_jira(c: Claims, body: ConnectJira, s: AppState) -> Resp {
             ))),
         })?;
     tracing::info!(site = %external_id, account = %me.account_id, "Jira site connected");
-    let sealed = serde_json::to_string(&creds)
-        .map(|j| s.secret_key.seal(&j))
-        .map_err(|e| reject(ApiError::Internal(e.to_string())))?;
-    let conn = s
-        .store
-        .upsert_connection(NewConnection {
-            organization_id: c.org,
-            kind: "jira",
-            external_id: &external_id,
-            name: &external_id,
-            credential_ciphertext: sealed,
-            signing_secret_ciphertext: None,
-            fingerprint: fingerprint(&creds.api_token),
-        })
-        .await
-        .map_err(reject)?;
-    created(&s, &c, conn, "jira").await
+    save(&s, &c, "jira", &external_id, &creds, &creds.api_token).await
 }
 
 #[derive(Deserialize)]
@@ -188,26 +172,38 @@ async fn connect_gmail(c: Claims, body: ConnectGmail, s: AppState) -> Resp {
         .await
         .map_err(upstream)?;
     let address = profile.email_address.to_lowercase();
-    let sealed = serde_json::to_string(&creds)
+    save(&s, &c, "gmail", &address, &creds, &creds.refresh_token).await
+}
+
+/// Stores a checked connection (credentials sealed, `secret` fingerprinted so an admin can tell
+/// them apart) and answers it, tracking everyone in it unless checks exist already.
+async fn save<T: serde::Serialize>(
+    s: &AppState,
+    c: &Claims,
+    kind: &str,
+    external_id: &str,
+    creds: &T,
+    secret: &str,
+) -> Resp {
+    let sealed = serde_json::to_string(creds)
         .map(|j| s.secret_key.seal(&j))
         .map_err(|e| reject(ApiError::Internal(e.to_string())))?;
     let conn = s
         .store
         .upsert_connection(NewConnection {
             organization_id: c.org,
-            kind: "gmail",
-            external_id: &address,
-            name: &address,
+            kind,
+            external_id,
+            name: external_id,
             credential_ciphertext: sealed,
             signing_secret_ciphertext: None,
-            fingerprint: fingerprint(&creds.refresh_token),
+            fingerprint: fingerprint(secret),
         })
         .await
         .map_err(reject)?;
-    created(&s, &c, conn, "gmail").await
+    created(s, c, conn, kind).await
 }
 
-/// Answers a new or replaced connection, tracking everyone in it unless checks exist already.
 async fn created(s: &AppState, c: &Claims, conn: connection::Model, kind: &str) -> Resp {
     let checks = s
         .store

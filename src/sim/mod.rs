@@ -22,3 +22,21 @@ pub(crate) async fn serve<F>(
         .run()
         .await;
 }
+
+/// Calls `step` every `every` (first after one interval) until `shutdown`: a simulator's "life".
+pub(crate) fn every(
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    step: impl Fn() + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => step(),
+            }
+        }
+    });
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chex::sim::gmail::{self, GmailSim};
 use chex::sources::gmail::{GmailClient, GmailCredentials, GmailError};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::helpers::{Options, TestApp, install_crypto, recv_until, send};
@@ -242,11 +242,7 @@ async fn a_vacation_switch_reaches_the_linked_persons_subscriber() {
     })
     .await;
     assert_eq!(e["status"]["gmail"]["address"], email.as_str());
-    let (_, v) = app.get("/api/connections").await;
-    let c = v["connections"]
-        .as_array()
-        .and_then(|l| l.iter().find(|c| c["id"] == conn).cloned())
-        .unwrap_or(Value::Null);
+    let c = app.connection(conn).await;
     assert_eq!(c["status"], "error", "{c}");
     assert!(
         c["last_error"]

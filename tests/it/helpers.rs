@@ -161,6 +161,15 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Connection `id` as `GET /api/connections` lists it (`null` when absent).
+    pub async fn connection(&self, id: i64) -> Value {
+        let (_, v) = self.get("/api/connections").await;
+        v["connections"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or(Value::Null)
+    }
+
     /// (real name, email) of the first `n` people of the simulated workspace.
     pub fn slack_people(&self, n: usize) -> Vec<(String, String)> {
         self.sim.with(|w| {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chex::sim::jira::{JiraSim, JiraSpec};
 use chex::sources::jira::{JiraClient, JiraCredentials, JiraError, in_progress_jql};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::helpers::{Options, TestApp, install_crypto, recv_until, send};
@@ -390,11 +390,7 @@ async fn a_refused_token_stops_the_site_and_says_why() {
     jira.with(|w| w.faults.revoked = true);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, v) = app.get("/api/connections").await;
-        let c = v["connections"]
-            .as_array()
-            .and_then(|l| l.iter().find(|c| c["id"] == conn).cloned())
-            .unwrap_or(Value::Null);
+        let c = app.connection(conn).await;
         if c["status"] == "error" {
             assert!(
                 c["last_error"]
@@ -435,11 +431,9 @@ async fn an_outage_flags_the_part_stale_and_recovery_clears_it() {
     jira.with(|w| w.faults.malformed_next = 0);
     app.wait_for_person(person, |u| u["status"]["jira"]["stale"] == false)
         .await;
-    let (_, v) = app.get("/api/connections").await;
-    assert!(
-        v["connections"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|c| c["id"] == conn && c["status"] == "active")),
-        "an outage is not a credential error: {v}"
+    let c = app.connection(conn).await;
+    assert_eq!(
+        c["status"], "active",
+        "an outage is not a credential error: {c}"
     );
 }

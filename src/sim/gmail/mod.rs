@@ -151,15 +151,8 @@ impl GmailSim {
         tokio::spawn(server::serve(listener, sim.clone()));
         if let Some(every) = life {
             let s = sim.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = s.shutdown.cancelled() => return,
-                        _ = tick.tick() => s.with(|w| w.random_step()),
-                    }
-                }
+            super::every(every, sim.shutdown.clone(), move || {
+                s.with(|w| w.random_step())
             });
         }
         Ok(sim)
