@@ -9,7 +9,9 @@ use chex::sources::gmail::{GmailClient, GmailCredentials, GmailError};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::helpers::{Options, TestApp, install_crypto, recv_until, send};
+use crate::helpers::{
+    Options, TestApp, install_crypto, recv_change, recv_until, subscribed_to_person,
+};
 use crate::jira::linked_person;
 
 async fn sim(addresses: &[&str]) -> GmailSim {
@@ -186,13 +188,7 @@ async fn a_vacation_switch_reaches_the_linked_persons_subscriber() {
     app.wait_for_person(person, |u| u["status"]["gmail"]["auto_reply"] == false)
         .await;
 
-    let mut ws = app.connect(Some(&app.token)).await;
-    send(
-        &mut ws,
-        json!({"type": "subscribe", "topics": [format!("user:{person}")]}),
-    )
-    .await;
-    recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    let mut ws = subscribed_to_person(&app, person).await;
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     gmail_sim.mailbox(&email, |m| {
@@ -203,13 +199,7 @@ async fn a_vacation_switch_reaches_the_linked_persons_subscriber() {
             Some(now_ms + 86_400_000),
         )
     });
-    let e = recv_until(&mut ws, |v| {
-        v["type"] == "status"
-            && v["changed"]
-                .as_array()
-                .is_some_and(|c| c.contains(&json!("gmail")))
-    })
-    .await;
+    let e = recv_change(&mut ws, "gmail").await;
     assert_eq!(e["source"], "gmail");
     let g = &e["status"]["gmail"];
     assert_eq!(
@@ -225,13 +215,7 @@ async fn a_vacation_switch_reaches_the_linked_persons_subscriber() {
         m.expire_access_tokens();
         m.vacation.enable_auto_reply = false;
     });
-    let e = recv_until(&mut ws, |v| {
-        v["type"] == "status"
-            && v["changed"]
-                .as_array()
-                .is_some_and(|c| c.contains(&json!("gmail")))
-    })
-    .await;
+    let e = recv_change(&mut ws, "gmail").await;
     assert_eq!(e["status"]["gmail"]["out_of_office"], false);
     assert!(gmail_sim.calls("oauth2.token") > refreshes);
 

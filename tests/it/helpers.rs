@@ -10,7 +10,7 @@ use chex::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
 use chex::store::testing::TestDb;
 use chex::store::{NewCheck, NewConnection};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -274,6 +274,29 @@ pub async fn recv_until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
             return v;
         }
     }
+}
+
+/// A socket of the admin's subscribed to person `id`'s topic.
+pub async fn subscribed_to_person(app: &TestApp, id: i64) -> Ws {
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topics": [format!("user:{id}")]}),
+    )
+    .await;
+    recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    ws
+}
+
+/// The next status frame whose `changed` names `field`.
+pub async fn recv_change(ws: &mut Ws, field: &str) -> Value {
+    recv_until(ws, |v| {
+        v["type"] == "status"
+            && v["changed"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|f| f == field))
+    })
+    .await
 }
 
 /// The close code the server ends the socket with.

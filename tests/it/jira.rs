@@ -8,7 +8,7 @@ use chex::sources::jira::{JiraClient, JiraCredentials, JiraError, in_progress_jq
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::helpers::{Options, TestApp, install_crypto, recv_until, send};
+use crate::helpers::{Options, TestApp, install_crypto, recv_change, subscribed_to_person};
 
 async fn sim(spec: JiraSpec) -> JiraSim {
     JiraSim::start(
@@ -219,23 +219,11 @@ async fn a_transition_reaches_the_linked_persons_subscriber() {
     app.wait_for_person(person, |u| u["status"]["jira"]["issues"] == json!([]))
         .await;
 
-    let mut ws = app.connect(Some(&app.token)).await;
-    send(
-        &mut ws,
-        json!({"type": "subscribe", "topics": [format!("user:{person}")]}),
-    )
-    .await;
-    recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    let mut ws = subscribed_to_person(&app, person).await;
 
     // Someone starts work on OPS-1 (assigned to the first person) in Jira.
     assert!(jira.with(|w| w.transition("OPS-1", "In Progress")));
-    let e = recv_until(&mut ws, |v| {
-        v["type"] == "status"
-            && v["changed"]
-                .as_array()
-                .is_some_and(|c| c.contains(&json!("jira")))
-    })
-    .await;
+    let e = recv_change(&mut ws, "jira").await;
     assert_eq!(e["source"], "jira");
     assert_eq!(e["status"]["jira"]["issues"][0]["key"], "OPS-1");
     assert_eq!(e["status"]["jira"]["issues"][0]["status"], "In Progress");
@@ -247,13 +235,7 @@ async fn a_transition_reaches_the_linked_persons_subscriber() {
 
     // Done: it leaves the in-progress list, and the event says where it went.
     assert!(jira.with(|w| w.transition("OPS-1", "Done")));
-    let e = recv_until(&mut ws, |v| {
-        v["type"] == "status"
-            && v["changed"]
-                .as_array()
-                .is_some_and(|c| c.contains(&json!("jira")))
-    })
-    .await;
+    let e = recv_change(&mut ws, "jira").await;
     assert_eq!(e["status"]["jira"]["issues"], json!([]));
     let moved = &e["status"]["jira"]["moved"][0];
     assert_eq!(
