@@ -299,3 +299,34 @@ async fn the_events_api_accepts_signed_callbacks_and_refuses_the_rest() {
         "unknown types are acknowledged"
     );
 }
+
+#[tokio::test]
+async fn a_sweep_picks_up_an_unpushed_status_and_its_expiry() {
+    let app = TestApp::spawn_with(Options {
+        users: 3,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(3).await;
+    // No Events API push: only a sweep can see the edit (its `updated` moved).
+    app.sim.set_events_url(None);
+    let slack_id = people[1]["slack_id"].as_str().expect("slack id").to_owned();
+    let expires = chrono::Utc::now().timestamp() + 2;
+    // (Answers false: with no events URL there is nothing to push.)
+    app.sim
+        .set_status(TEAM, &slack_id, "Quick call", ":phone:", expires)
+        .await;
+    let id = &people[1]["id"];
+    app.wait_for_status_text(id, "Quick call").await;
+    // Slack clears it at expiry without bumping `updated`; Chex clears it too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, u) = app.get(&format!("/api/users/{id}")).await;
+        if u["status"]["text"] == "" {
+            assert_eq!(u["status"]["expires_at"], Value::Null);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never expired: {u}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
