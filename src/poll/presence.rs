@@ -29,8 +29,6 @@ pub struct Tracked {
     pub updated: i64,
     pub trackable: bool,
     pub last_presence: Option<Instant>,
-    /// The custom status's expiry (unix seconds, 0 = none) as the last sweep saw it.
-    pub status_expiration: i64,
 }
 
 /// A connection's people by Slack id, with the poll queue kept in step.
@@ -64,19 +62,6 @@ impl People {
         let t = self.by_slack_id.get_mut(slack_id)?;
         t.trackable = trackable;
         Some(t)
-    }
-
-    /// What a sweep saw of `slack_id`; returns the person and the status expiry seen before.
-    pub fn swept(
-        &mut self,
-        slack_id: &str,
-        trackable: bool,
-        status_expiration: i64,
-    ) -> Option<(&Tracked, i64)> {
-        let t = self.by_slack_id.get_mut(slack_id)?;
-        t.trackable = trackable;
-        let before = std::mem::replace(&mut t.status_expiration, status_expiration);
-        Some((t, before))
     }
 
     /// Records a presence poll of `slack_id` now; returns the person and when they were polled
@@ -206,7 +191,6 @@ mod tests {
             updated: 0,
             trackable: true,
             last_presence: None,
-            status_expiration: 0,
         }
     }
 

@@ -54,9 +54,6 @@ struct Conn {
     token: String,
     people: Mutex<People>,
     stop: CancellationToken,
-    /// The next sweep observes everyone, not only users whose `updated` moved: set at start and
-    /// after a failure (which flagged everyone stale; the sweep's observation clears it).
-    full_sweep: std::sync::atomic::AtomicBool,
 }
 
 pub async fn poll_connection(ctx: PollContext, model: connection::Model, stop: CancellationToken) {
@@ -83,8 +80,6 @@ pub async fn poll_connection(ctx: PollContext, model: connection::Model, stop: C
                         updated,
                         trackable,
                         last_presence: None,
-                        // Unknown until the first sweep, which observes everyone.
-                        status_expiration: 0,
                     },
                 );
             }
@@ -97,7 +92,6 @@ pub async fn poll_connection(ctx: PollContext, model: connection::Model, stop: C
         token,
         people: Mutex::new(people),
         stop,
-        full_sweep: std::sync::atomic::AtomicBool::new(true),
     });
     tracing::info!(connection = conn.model.id, team = %conn.model.external_id, "polling Slack workspace");
     tokio::join!(
@@ -156,8 +150,6 @@ impl Conn {
     }
 
     async fn mark_stale(&self) {
-        self.full_sweep
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         let cards: Vec<_> = self
             .people()
             .values()
@@ -208,22 +200,6 @@ async fn sweep_loop(conn: Arc<Conn>) {
 
 /// One full `users.list` pass, page by page. Returns false on failure.
 async fn sweep(conn: &Arc<Conn>) -> bool {
-    let full = conn
-        .full_sweep
-        .swap(false, std::sync::atomic::Ordering::Relaxed);
-    let ok = sweep_pages(conn, full).await;
-    if !ok && full {
-        conn.full_sweep
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    ok
-}
-
-/// The pages of one sweep. Slack bumps a user's `updated` with every profile edit, status
-/// included, so unless `full` only users whose `updated` moved are written and observed — and
-/// those whose last seen status has expired since (Slack clears it without bumping `updated`).
-/// The rest of a 50,000-person workspace costs a map lookup each.
-async fn sweep_pages(conn: &Arc<Conn>, full: bool) -> bool {
     let subjects = conn.tracked_subjects().await;
     let mut cursor = String::new();
     loop {
@@ -284,7 +260,6 @@ async fn sweep_pages(conn: &Arc<Conn>, full: bool) -> bool {
                                 updated: rec.updated,
                                 trackable,
                                 last_presence,
-                                status_expiration: 0,
                             },
                         );
                     }
@@ -295,9 +270,6 @@ async fn sweep_pages(conn: &Arc<Conn>, full: bool) -> bool {
                 }
             }
         }
-        let moved: std::collections::HashSet<&str> =
-            changed.iter().map(|r| r.slack_id.as_str()).collect();
-        let now_s = now().timestamp();
         let observations: Vec<_> = {
             let mut people = conn.people();
             page.members
@@ -307,11 +279,8 @@ async fn sweep_pages(conn: &Arc<Conn>, full: bool) -> bool {
                         && !u.is_bot
                         && u.id != "USLACKBOT"
                         && subjects.as_ref().is_none_or(|s| s.contains(&u.id));
-                    let (t, seen_expiry) =
-                        people.swept(&u.id, trackable, u.profile.status_expiration)?;
-                    let expired = seen_expiry > 0 && seen_expiry <= now_s;
-                    (trackable && (full || expired || moved.contains(u.id.as_str())))
-                        .then(|| (t.card.clone(), u.profile.custom_status()))
+                    let t = people.set_trackable(&u.id, trackable)?;
+                    trackable.then(|| (t.card.clone(), u.profile.custom_status()))
                 })
                 .collect()
         };
