@@ -320,7 +320,9 @@ pub fn diff(a: &Status, b: &Status) -> Vec<Field> {
     }
     // `moved` explains a change of `issues`; on its own it is not one (a restarted poller knows
     // no moves, and must not announce that as news).
-    let jira_key = |s: &Status| s.jira.as_ref().map(|j| (j.issues.clone(), j.stale));
+    fn jira_key(s: &Status) -> Option<(&[JiraIssue], bool)> {
+        s.jira.as_ref().map(|j| (j.issues.as_slice(), j.stale))
+    }
     if jira_key(a) != jira_key(b) {
         out.push(Field::Jira);
     }

@@ -1,6 +1,7 @@
 //! The status time series: batched appends with per-person seqs, current status, history, and
 //! time-in-status summaries.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use serde::Serialize;
 
 use super::entity::{person_status, status_event};
 use super::{Result, Store};
-use crate::domain::{Dnd, Field, PersonCard, Presence, Source, Status, StatusEvent};
+use crate::domain::{
+    Dnd, Field, GmailPart, JiraPart, PersonCard, Presence, Source, Status, StatusEvent,
+};
 
 /// A change to append. The store assigns `seq` (and nudges `observed_at` forward by a microsecond
 /// when two changes of one person would otherwise share a timestamp).
@@ -369,7 +372,7 @@ async fn append_postgres(
                 "changed": changed.join(","),
                 "previous": (!e.previous.is_empty())
                     .then(|| serde_json::Value::Object(e.previous.clone()).to_string()),
-                "extra": Parts::of(&e.status).to_json(),
+                "extra": Parts::to_json(&e.status),
                 "source": e.source.as_str(),
             })
         })
@@ -438,54 +441,46 @@ fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveM
         changed: Set(changed.join(",")),
         previous: Set((!e.previous.is_empty())
             .then(|| serde_json::Value::Object(e.previous.clone()).to_string())),
-        extra: Set(Parts::of(&e.status).to_json()),
+        extra: Set(Parts::to_json(&e.status)),
         source: Set(e.source.as_str().to_owned()),
         ..Default::default()
     }
 }
 
 /// The parts of a status other sources own, kept together as JSON in `status_events.extra`: they
-/// are read whole and never queried by field, so columns would only cost migrations.
+/// are read whole and never queried by field, so columns would only cost migrations. Borrowed
+/// when written (every appended row), owned when read.
 #[derive(Default, serde::Deserialize, Serialize)]
-struct Parts {
+struct Parts<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    jira: Option<crate::domain::JiraPart>,
+    jira: Option<Cow<'a, JiraPart>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    gmail: Option<crate::domain::GmailPart>,
+    gmail: Option<Cow<'a, GmailPart>>,
 }
 
-impl Parts {
-    fn of(s: &Status) -> Parts {
-        Parts {
-            jira: s.jira.clone(),
-            gmail: s.gmail.clone(),
-        }
-    }
-
-    fn to_json(&self) -> Option<String> {
-        (self.jira.is_some() || self.gmail.is_some())
-            .then(|| serde_json::to_string(self).unwrap_or_default())
+impl Parts<'_> {
+    /// The `extra` column of a status: `None` when it has no parts.
+    fn to_json(s: &Status) -> Option<String> {
+        let parts = Parts {
+            jira: s.jira.as_ref().map(Cow::Borrowed),
+            gmail: s.gmail.as_ref().map(Cow::Borrowed),
+        };
+        (parts.jira.is_some() || parts.gmail.is_some())
+            .then(|| serde_json::to_string(&parts).unwrap_or_default())
     }
 
     /// An unreadable `extra` (written by a newer version, or edited by hand) reads as no parts:
     /// the next poll of each source writes them again.
-    fn from_json(s: Option<&str>) -> Parts {
+    fn from_json(s: Option<&str>) -> Parts<'static> {
         s.and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default()
-    }
-}
-
-impl Status {
-    fn with_parts(mut self, p: Parts) -> Status {
-        self.jira = p.jira;
-        self.gmail = p.gmail;
-        self
     }
 }
 
 impl status_event::Model {
     /// The normalized status this row recorded.
     pub fn status(&self) -> Status {
+        let parts = Parts::from_json(self.extra.as_deref());
         Status {
             presence: Presence::parse(&self.presence).unwrap_or_default(),
             text: self.status_text.clone(),
@@ -496,10 +491,9 @@ impl status_event::Model {
                 until: self.dnd_until,
             },
             stale: self.stale,
-            jira: None,
-            gmail: None,
+            jira: parts.jira.map(Cow::into_owned),
+            gmail: parts.gmail.map(Cow::into_owned),
         }
-        .with_parts(Parts::from_json(self.extra.as_deref()))
     }
 
     /// The row as the event clients receive, about `person`.
