@@ -23,6 +23,13 @@ pub(crate) async fn serve<F>(
         .await;
 }
 
+/// Adds `Retry-After: secs` to a 429, as every simulated service sends it.
+pub(crate) fn with_retry_after(mut r: warp::reply::Response, secs: u64) -> warp::reply::Response {
+    r.headers_mut()
+        .insert("retry-after", warp::http::HeaderValue::from(secs));
+    r
+}
+
 /// Calls `step` every `every` (first after one interval) until `shutdown`: a simulator's "life".
 pub(crate) fn every(
     every: std::time::Duration,

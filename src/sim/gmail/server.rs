@@ -148,7 +148,7 @@ fn api(
     }
     match m.faults.take() {
         Some(Fault::RateLimited { retry_after_secs }) => {
-            let mut r = if m.quota_as_403 {
+            let r = if m.quota_as_403 {
                 google_error(
                     403,
                     "PERMISSION_DENIED",
@@ -165,14 +165,7 @@ fn api(
                     "Too many concurrent requests for user.",
                 )
             };
-            r.headers_mut().insert(
-                "retry-after",
-                retry_after_secs
-                    .to_string()
-                    .parse()
-                    .expect("digits are a header value"),
-            );
-            return r;
+            return crate::sim::with_retry_after(r, retry_after_secs);
         }
         Some(Fault::Fail) => {
             return google_error(500, "INTERNAL", "backendError", "global", "Backend Error");

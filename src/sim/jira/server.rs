@@ -234,15 +234,10 @@ fn handle(
 }
 
 fn rate_limited(retry_after_secs: u64) -> Resp {
-    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded.");
-    r.headers_mut().insert(
-        "retry-after",
-        retry_after_secs
-            .to_string()
-            .parse()
-            .expect("digits are a header value"),
-    );
-    r
+    crate::sim::with_retry_after(
+        error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded."),
+        retry_after_secs,
+    )
 }
 
 /// FNV-1a: a stable tag tying a page token to its query.

@@ -43,11 +43,7 @@ pub async fn serve(listener: TcpListener, sim: SlackSim) {
                 async move { control(&sim, &path, q, &body).await }
             },
         );
-    warp::serve(api.or(control).unify())
-        .incoming(listener)
-        .graceful(async move { shutdown.cancelled().await })
-        .run()
-        .await;
+    crate::sim::serve(listener, api.or(control).unify(), shutdown).await;
 }
 
 fn slack_json(v: Value) -> Resp {
@@ -107,15 +103,7 @@ async fn api(
     if let Err(retry) = sim.limits.check(&token, method) {
         let mut r = slack_json(json!({"ok": false, "error": "ratelimited"}));
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        r.headers_mut().insert(
-            "retry-after",
-            retry
-                .as_secs()
-                .to_string()
-                .parse()
-                .expect("digits are a header value"),
-        );
-        return r;
+        return crate::sim::with_retry_after(r, retry.as_secs());
     }
     if slow > 0 {
         tokio::time::sleep(Duration::from_millis(slow)).await;
