@@ -15,7 +15,7 @@ use crate::sim::jira::{JiraSim, JiraSpec};
 use crate::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
 use crate::sources::gmail::GmailCredentials;
 use crate::sources::jira::JiraCredentials;
-use crate::store::{NewAccount, NewCheck, NewConnection, Store};
+use crate::store::{NewAccount, NewConnection, Store};
 
 pub const DEMO_EMAIL: &str = "admin@demo.chex";
 pub const DEMO_TEAM: &str = "T0DEMO";
@@ -154,23 +154,10 @@ pub async fn start(
         })
         .await
         .map_err(StartError::Database)?;
-    if store
-        .checks(None, Some(conn.id), None)
+    store
+        .track_everyone_unless_checked(&conn, config.poll_watched_interval as i32)
         .await
-        .map_err(StartError::Database)?
-        .is_empty()
-    {
-        store
-            .create_check(NewCheck {
-                organization_id: org.id,
-                connection_id: conn.id,
-                kind: "slack",
-                subject: "*",
-                interval_secs: config.poll_watched_interval as i32,
-            })
-            .await
-            .map_err(StartError::Database)?;
-    }
+        .map_err(StartError::Database)?;
     connect_jira(&store, &key, org.id, &jira, &jira_spec).await?;
     for address in &mailboxes {
         connect_gmail(&store, &key, org.id, address).await?;
@@ -349,22 +336,10 @@ async fn connect(
         })
         .await
         .map_err(StartError::Database)?;
-    let checks = store
-        .checks(None, Some(conn.id), None)
+    store
+        .track_everyone_unless_checked(&conn, 5)
         .await
         .map_err(StartError::Database)?;
-    if checks.is_empty() {
-        store
-            .create_check(NewCheck {
-                organization_id: org,
-                connection_id: conn.id,
-                kind,
-                subject: "*",
-                interval_secs: 5,
-            })
-            .await
-            .map_err(StartError::Database)?;
-    }
     Ok(())
 }
 

@@ -201,31 +201,18 @@ async fn save<T: serde::Serialize>(
         })
         .await
         .map_err(reject)?;
-    created(s, c, conn, kind).await
+    created(s, conn).await
 }
 
-async fn created(s: &AppState, c: &Claims, conn: connection::Model, kind: &str) -> Resp {
-    let checks = s
-        .store
-        .checks(None, Some(conn.id), None)
+async fn created(s: &AppState, conn: connection::Model) -> Resp {
+    let interval = match conn.kind.as_str() {
+        "jira" => s.config.poll_jira_interval,
+        _ => s.config.poll_gmail_interval,
+    };
+    s.store
+        .track_everyone_unless_checked(&conn, interval.min(86_400) as i32)
         .await
         .map_err(reject)?;
-    if checks.is_empty() {
-        let interval = match kind {
-            "jira" => s.config.poll_jira_interval,
-            _ => s.config.poll_gmail_interval,
-        };
-        s.store
-            .create_check(NewCheck {
-                organization_id: c.org,
-                connection_id: conn.id,
-                kind,
-                subject: "*",
-                interval_secs: interval.min(86_400) as i32,
-            })
-            .await
-            .map_err(reject)?;
-    }
     Ok(warp::reply::with_status(
         warp::reply::json(&connection_json(&conn)),
         StatusCode::CREATED,

@@ -178,6 +178,27 @@ impl Store {
         .map_err(|e| StoreError::from_write(e, "this subject is already tracked"))
     }
 
+    /// Tracks everyone in a connection (a `*` check of its kind) unless it has checks already: a
+    /// new connection watches its whole workspace, site or mailbox; a replaced one keeps what an
+    /// admin chose.
+    pub async fn track_everyone_unless_checked(
+        &self,
+        conn: &connection::Model,
+        interval_secs: i32,
+    ) -> Result<()> {
+        if self.checks(None, Some(conn.id), None).await?.is_empty() {
+            self.create_check(NewCheck {
+                organization_id: conn.organization_id,
+                connection_id: conn.id,
+                kind: &conn.kind,
+                subject: "*",
+                interval_secs,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn check(&self, organization_id: i64, id: i64) -> Result<check::Model> {
         check::Entity::find_by_id(id)
             .filter(check::Column::OrganizationId.eq(organization_id))

@@ -8,7 +8,7 @@ use chex::config::Config;
 use chex::crypto::{SecretKey, fingerprint};
 use chex::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
 use chex::store::testing::TestDb;
-use chex::store::{NewCheck, NewConnection};
+use chex::store::NewConnection;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,21 +95,9 @@ impl TestApp {
             })
             .await
             .expect("connection");
-        if o.track
-            && store
-                .checks(None, Some(conn.id), None)
-                .await
-                .expect("checks")
-                .is_empty()
-        {
+        if o.track {
             store
-                .create_check(NewCheck {
-                    organization_id: org.id,
-                    connection_id: conn.id,
-                    kind: "slack",
-                    subject: "*",
-                    interval_secs: 1,
-                })
+                .track_everyone_unless_checked(&conn, 1)
                 .await
                 .expect("check");
         }
