@@ -25,6 +25,53 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64 << attempt.min(6))
 }
 
+/// Runs `call` up to [`ATTEMPTS`] times. After a failure, `wait(error, attempt)` says how long
+/// to pause before trying again, or `None` to give up at once (the error is not worth a retry,
+/// or the source asked for a longer pause than a call should hold).
+pub async fn retrying<T, E, Fut>(
+    mut call: impl FnMut() -> Fut,
+    wait: impl Fn(&E, u32) -> Option<Duration>,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Err(e) if attempt < ATTEMPTS => match wait(&e, attempt) {
+                Some(pause) => {
+                    tracing::debug!(error = %e, attempt, pause_ms = pause.as_millis() as u64, "source call failed, retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// A response read whole.
+pub struct Answer {
+    pub status: u16,
+    /// Its `Retry-After`, or the default given.
+    pub retry_after: Duration,
+    pub body: bytes::Bytes,
+}
+
+/// Reads a response: status, `Retry-After` and body (a failed read is a transport error).
+pub async fn answer(resp: reqwest::Response, default_retry: Duration) -> Result<Answer, String> {
+    let status = resp.status().as_u16();
+    let retry_after = retry_after(resp.headers(), default_retry);
+    let body = resp.bytes().await.map_err(without_url)?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
+}
+
 /// reqwest errors print the URL; keep just the cause.
 pub fn without_url(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::error::GmailError;
 use super::types::{ErrorEnvelope, Profile, TokenError, TokenResponse, VacationSettings};
 use crate::metrics::METRICS;
-use crate::sources::http::{ATTEMPTS, MAX_INLINE_WAIT, backoff, json, retry_after, without_url};
+use crate::sources::http::{Answer, MAX_INLINE_WAIT, answer, backoff, json, retrying, without_url};
 
 /// Google's quota errors rarely carry `Retry-After`; its guidance is exponential backoff from
 /// about a second, and the poller keeps doubling from here.
@@ -107,27 +107,22 @@ impl GmailClient {
         path: &str,
         access_token: &str,
     ) -> Result<T, GmailError> {
-        let mut attempt = 0;
-        loop {
-            let result = self.get_once(path, access_token).await;
-            METRICS.source_call("gmail", op, outcome(&result));
-            attempt += 1;
-            match result {
-                Err(GmailError::RateLimited { retry_after })
-                    if attempt < ATTEMPTS && retry_after <= MAX_INLINE_WAIT =>
-                {
-                    tokio::time::sleep(retry_after.max(backoff(attempt))).await;
+        retrying(
+            || async {
+                let result = self.get_once(path, access_token).await;
+                METRICS.source_call("gmail", op, outcome(&result));
+                result
+            },
+            // Google asks for exponential backoff on quota errors: at least the backoff, then.
+            |e, attempt| match e {
+                GmailError::RateLimited { retry_after } => {
+                    (*retry_after <= MAX_INLINE_WAIT).then(|| (*retry_after).max(backoff(attempt)))
                 }
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && e.is_transient()
-                        && !matches!(e, GmailError::RateLimited { .. }) =>
-                {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
+                e if e.is_transient() => Some(backoff(attempt)),
+                _ => None,
+            },
+        )
+        .await
     }
 
     async fn get_once<T: DeserializeOwned>(
@@ -142,12 +137,13 @@ impl GmailClient {
             .send()
             .await
             .map_err(|e| GmailError::Transport(without_url(e)))?;
-        let status = resp.status().as_u16();
-        let wait = retry_after(resp.headers(), DEFAULT_RETRY_AFTER);
-        let body = resp
-            .bytes()
+        let Answer {
+            status,
+            retry_after: wait,
+            body,
+        } = answer(resp, DEFAULT_RETRY_AFTER)
             .await
-            .map_err(|e| GmailError::Transport(without_url(e)))?;
+            .map_err(GmailError::Transport)?;
         if (200..300).contains(&status) {
             return json(&body).map_err(GmailError::Malformed);
         }
@@ -171,12 +167,13 @@ impl GmailClient {
 }
 
 async fn read_token(resp: reqwest::Response) -> Result<TokenResponse, GmailError> {
-    let status = resp.status().as_u16();
-    let wait = retry_after(resp.headers(), DEFAULT_RETRY_AFTER);
-    let body = resp
-        .bytes()
+    let Answer {
+        status,
+        retry_after: wait,
+        body,
+    } = answer(resp, DEFAULT_RETRY_AFTER)
         .await
-        .map_err(|e| GmailError::Transport(without_url(e)))?;
+        .map_err(GmailError::Transport)?;
     match status {
         200..=299 => json(&body).map_err(GmailError::Malformed),
         429 => Err(GmailError::RateLimited { retry_after: wait }),

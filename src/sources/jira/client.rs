@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::error::JiraError;
 use super::types::{ErrorBody, Issue, JiraUser, SearchPage};
 use crate::metrics::METRICS;
-use crate::sources::http::{ATTEMPTS, MAX_INLINE_WAIT, backoff, json, retry_after, without_url};
+use crate::sources::http::{Answer, MAX_INLINE_WAIT, answer, backoff, json, retrying, without_url};
 
 /// Issues and users per page. Jira caps pages at 100 (users) and 5,000 (ids-only search); 50
 /// keeps each answer small.
@@ -141,28 +141,21 @@ impl JiraClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, JiraError> {
-        let mut attempt = 0;
-        loop {
-            let result = self.get_once(path, query).await;
-            METRICS.source_call("jira", op, outcome(&result));
-            attempt += 1;
-            match result {
-                Err(JiraError::RateLimited { retry_after })
-                    if attempt < ATTEMPTS && retry_after <= MAX_INLINE_WAIT =>
-                {
-                    tokio::time::sleep(retry_after).await;
+        retrying(
+            || async {
+                let result = self.get_once(path, query).await;
+                METRICS.source_call("jira", op, outcome(&result));
+                result
+            },
+            |e, attempt| match e {
+                JiraError::RateLimited { retry_after } => {
+                    (*retry_after <= MAX_INLINE_WAIT).then_some(*retry_after)
                 }
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && e.is_transient()
-                        && !matches!(e, JiraError::RateLimited { .. }) =>
-                {
-                    tracing::debug!(op, error = %e, "jira call failed, retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
+                e if e.is_transient() => Some(backoff(attempt)),
+                _ => None,
+            },
+        )
+        .await
     }
 
     async fn get_once<T: DeserializeOwned>(
@@ -179,16 +172,16 @@ impl JiraClient {
             .send()
             .await
             .map_err(|e| JiraError::Transport(without_url(e)))?;
-        let status = resp.status().as_u16();
-        if status == 429 {
-            return Err(JiraError::RateLimited {
-                retry_after: retry_after(resp.headers(), DEFAULT_RETRY_AFTER),
-            });
-        }
-        let body = resp
-            .bytes()
+        let Answer {
+            status,
+            retry_after,
+            body,
+        } = answer(resp, DEFAULT_RETRY_AFTER)
             .await
-            .map_err(|e| JiraError::Transport(without_url(e)))?;
+            .map_err(JiraError::Transport)?;
+        if status == 429 {
+            return Err(JiraError::RateLimited { retry_after });
+        }
         let message = || {
             json::<ErrorBody>(&body)
                 .map(|b| b.message())
