@@ -8,7 +8,7 @@
 //! What is tracked comes from the connection's `jira` checks: `*` (every linked person), a Jira
 //! `accountId` (one person), or an issue key (that issue, whoever it is assigned to).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -94,11 +94,15 @@ impl Chexer for JiraChexer {
             .map(|(id, card)| (id.clone(), card.clone()))
             .collect();
         people.sort_by_key(|(_, c)| c.id);
+        // People whose search Jira refused: not reported this round (an empty list would read
+        // as "everything moved away").
+        let mut unread = HashSet::new();
         for (account, card) in &people {
             let found = match self.client.search(&in_progress_jql(account)).await {
                 Ok(f) => f,
                 Err(e) if is_local(&e) => {
                     tracing::warn!(connection = self.conn.id, error = %e, "search for one person failed; skipped this round");
+                    unread.insert(card.id);
                     continue;
                 }
                 Err(e) => return Err(failure(e)),
@@ -123,9 +127,9 @@ impl Chexer for JiraChexer {
         }
 
         // Tracked people, then assignees of checked issues who are not tracked otherwise; once
-        // each, though an admin may have pinned two accounts to one person.
+        // each, though an admin may have pinned two accounts to one person; never the unread.
         let mut report: Vec<Arc<PersonCard>> = Vec::new();
-        let mut reported = std::collections::HashSet::new();
+        let mut reported = unread;
         let candidates = people.into_iter().map(|(_, c)| c).chain(
             self.linked
                 .values()
