@@ -70,6 +70,9 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        if self.backend() == sea_orm::DbBackend::Postgres {
+            return super::events_copy::append(self.db.get_postgres_connection_pool(), batch).await;
+        }
         let (_turn, txn) = self.begin_write().await?;
         let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
         let mut ids: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
@@ -84,33 +87,13 @@ impl Store {
                 last.insert(row.person_id, (row.seq, row.observed_at));
             }
         }
-
-        let mut assigned = Vec::with_capacity(batch.len());
-        for e in batch {
-            let (seq, mut at) = match last.get(&e.person_id) {
-                Some((seq, prev_at)) => (
-                    seq + 1,
-                    (*prev_at + Duration::microseconds(1)).max(e.observed_at),
-                ),
-                None => (1, e.observed_at),
-            };
-            if at < e.observed_at {
-                at = e.observed_at;
-            }
-            last.insert(e.person_id, (seq, at));
-            assigned.push((seq, at));
-        }
-
-        let row_ids = if self.backend() == sea_orm::DbBackend::Postgres {
-            append_postgres(&txn, batch, &assigned).await?
-        } else {
-            let rows = batch
-                .iter()
-                .zip(&assigned)
-                .map(|(e, (seq, at))| event_row(e, *seq, *at))
-                .collect();
-            append_portable(&txn, rows, &ids, &last).await?
-        };
+        let assigned = assign_seqs(batch, &mut last);
+        let rows = batch
+            .iter()
+            .zip(&assigned)
+            .map(|(e, (seq, at))| event_row(e, *seq, *at))
+            .collect();
+        let row_ids = append_portable(&txn, rows, &ids, &last).await?;
         txn.commit().await?;
         Ok(assigned
             .into_iter()
@@ -297,6 +280,28 @@ impl Store {
     }
 }
 
+/// The seq and timestamp of each event, in order: one past the person's last seq, and at least a
+/// microsecond after the person's last timestamp, so `(person, seq)` and `(person, observed_at)`
+/// stay unique and ordered alike. `last` starts at the stored heads and ends at the new ones.
+pub(super) fn assign_seqs(
+    batch: &[NewEvent],
+    last: &mut HashMap<i64, (i64, DateTime<Utc>)>,
+) -> Vec<(i64, DateTime<Utc>)> {
+    let mut assigned = Vec::with_capacity(batch.len());
+    for e in batch {
+        let (seq, at) = match last.get(&e.person_id) {
+            Some((seq, prev_at)) => (
+                seq + 1,
+                (*prev_at + Duration::microseconds(1)).max(e.observed_at),
+            ),
+            None => (1, e.observed_at),
+        };
+        last.insert(e.person_id, (seq, at));
+        assigned.push((seq, at));
+    }
+    assigned
+}
+
 /// Multi-row INSERTs of events (ids by RETURNING, in row order on SQLite ≥ 3.35), then the
 /// heads' upsert. SQLite plans these in microseconds; the cost is the rows themselves.
 async fn append_portable(
@@ -343,88 +348,6 @@ async fn append_portable(
     Ok(row_ids)
 }
 
-/// PostgreSQL: the whole batch as one JSON parameter, unpacked by `jsonb_to_recordset` into one
-/// INSERT of events and one upsert of heads in a single statement. A multi-row INSERT binds 14
-/// parameters per row (28,000 for a batch) that the server parses and plans each time; this
-/// binds one.
-async fn append_postgres(
-    txn: &sea_orm::DatabaseTransaction,
-    batch: &[NewEvent],
-    assigned: &[(i64, DateTime<Utc>)],
-) -> Result<Vec<i64>> {
-    use sea_orm::{ConnectionTrait, Statement};
-    let rows: Vec<serde_json::Value> = batch
-        .iter()
-        .zip(assigned)
-        .map(|(e, (seq, at))| {
-            let changed: Vec<&str> = e.changed.iter().map(|f| f.as_str()).collect();
-            serde_json::json!({
-                "person_id": e.person_id,
-                "seq": seq,
-                "observed_at": at,
-                "presence": e.status.presence.as_str(),
-                "status_text": e.status.text,
-                "status_emoji": e.status.emoji,
-                "status_expires_at": e.status.expires_at,
-                "dnd_enabled": e.status.dnd.enabled,
-                "dnd_until": e.status.dnd.until,
-                "stale": e.status.stale,
-                "changed": changed.join(","),
-                "previous": (!e.previous.is_empty())
-                    .then(|| serde_json::Value::Object(e.previous.clone()).to_string()),
-                "extra": Parts::to_json(&e.status),
-                "source": e.source.as_str(),
-            })
-        })
-        .collect();
-    const SQL: &str = r#"
-WITH r AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-    person_id bigint, seq bigint, observed_at timestamptz, presence text, status_text text,
-    status_emoji text, status_expires_at timestamptz, dnd_enabled boolean, dnd_until timestamptz,
-    stale boolean, changed text, previous text, extra text, source text)
-), ins AS (
-  INSERT INTO status_events (person_id, seq, observed_at, presence, status_text, status_emoji,
-    status_expires_at, dnd_enabled, dnd_until, stale, changed, previous, extra, source)
-  SELECT person_id, seq, observed_at, presence, status_text, status_emoji, status_expires_at,
-    dnd_enabled, dnd_until, stale, changed, previous, extra, source FROM r
-  RETURNING id, person_id, seq
-), heads AS (
-  INSERT INTO person_status (person_id, seq, observed_at)
-  SELECT DISTINCT ON (person_id) person_id, seq, observed_at FROM r ORDER BY person_id, seq DESC
-  ON CONFLICT (person_id) DO UPDATE SET seq = EXCLUDED.seq, observed_at = EXCLUDED.observed_at
-)
-SELECT id, person_id, seq FROM ins"#;
-    let out = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            SQL,
-            [sea_orm::Value::from(
-                serde_json::Value::Array(rows).to_string(),
-            )],
-        ))
-        .await?;
-    // RETURNING order is not promised for INSERT … SELECT: map back by (person, seq), unique.
-    let mut by_key: HashMap<(i64, i64), i64> = HashMap::with_capacity(out.len());
-    for row in out {
-        let id: i64 = row.try_get("", "id")?;
-        let person: i64 = row.try_get("", "person_id")?;
-        let seq: i64 = row.try_get("", "seq")?;
-        by_key.insert((person, seq), id);
-    }
-    batch
-        .iter()
-        .zip(assigned)
-        .map(|(e, (seq, _))| {
-            by_key.get(&(e.person_id, *seq)).copied().ok_or_else(|| {
-                super::StoreError::Db(sea_orm::DbErr::Custom(
-                    "an appended event came back without its id".into(),
-                ))
-            })
-        })
-        .collect()
-}
-
 fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveModel {
     let changed: Vec<&str> = e.changed.iter().map(|f| f.as_str()).collect();
     status_event::ActiveModel {
@@ -451,7 +374,7 @@ fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveM
 /// are read whole and never queried by field, so columns would only cost migrations. Borrowed
 /// when written (every appended row), owned when read.
 #[derive(Default, serde::Deserialize, Serialize)]
-struct Parts<'a> {
+pub(super) struct Parts<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jira: Option<Cow<'a, JiraPart>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -460,7 +383,7 @@ struct Parts<'a> {
 
 impl Parts<'_> {
     /// The `extra` column of a status: `None` when it has no parts.
-    fn to_json(s: &Status) -> Option<String> {
+    pub(super) fn to_json(s: &Status) -> Option<String> {
         let parts = Parts {
             jira: s.jira.as_ref().map(Cow::Borrowed),
             gmail: s.gmail.as_ref().map(Cow::Borrowed),

@@ -388,3 +388,61 @@ async fn jira_and_gmail_parts_round_trip_through_history() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn status_text_with_copy_delimiters_and_json_round_trips() {
+    each_backend(|store| async move {
+        let p = person(&store, "U7").await;
+        let mut e = event(p, Presence::Active, now());
+        e.status.text = "tab\there\nnew line \\N back\\slash \r 🎉 \"quoted\"".into();
+        e.status.emoji = ":\\:".into();
+        e.changed = vec![Field::Text, Field::Emoji];
+        e.previous
+            .insert("text".into(), serde_json::json!("was\t\\ \n"));
+        store.append_events(&[e.clone()]).await.expect("append");
+        let got = store.latest_events(&[p]).await.expect("latest")[&p].clone();
+        assert_eq!(got.status_text, e.status.text);
+        assert_eq!(got.status_emoji, e.status.emoji);
+        assert_eq!(got.changed, "text,emoji");
+        let previous: serde_json::Value =
+            serde_json::from_str(got.previous.as_deref().expect("previous")).expect("json");
+        assert_eq!(previous["text"], "was\t\\ \n");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_appenders_never_share_a_seq_and_ids_stay_unique() {
+    each_backend(|store| async move {
+        let p = person(&store, "U8").await;
+        let t = now();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..10 {
+                        let at = t + chrono::Duration::milliseconds(w * 100 + i);
+                        store
+                            .append_events(&[event(p, Presence::Away, at)])
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("writer");
+        }
+        let page = store
+            .history(p, None, None, None, 100)
+            .await
+            .expect("history");
+        let seqs: Vec<i64> = page.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "gap-free, no duplicate");
+        let mut ids: Vec<i64> = page.events.iter().map(|e| e.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids follow seqs");
+        ids.dedup();
+        assert_eq!(ids.len(), 40);
+    })
+    .await;
+}
