@@ -9,6 +9,7 @@ use chex::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -38,6 +38,9 @@ pub struct People {
     /// `(last poll, Slack id)`: never-polled (`None`) first, then oldest.
     queue: BTreeSet<(Option<Instant>, String)>,
     by_person: HashMap<i64, String>,
+    /// People per Slack team: a watch view asks the hub about each team once, without walking
+    /// everyone (which, once a second on 50,000 people, cost more than the sweep itself).
+    teams: HashMap<String, usize>,
 }
 
 impl Deref for People {
@@ -52,6 +55,17 @@ impl People {
         if let Some(old) = self.by_slack_id.get(&slack_id) {
             self.queue.remove(&(old.last_presence, slack_id.clone()));
             self.by_person.remove(&old.card.id);
+            if let Some(team) = old.card.team_id.as_deref()
+                && let Some(n) = self.teams.get_mut(team)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.teams.remove(team);
+                }
+            }
+        }
+        if let Some(team) = &t.card.team_id {
+            *self.teams.entry(team.clone()).or_default() += 1;
         }
         self.queue.insert((t.last_presence, slack_id.clone()));
         self.by_person.insert(t.card.id, slack_id.clone());
@@ -86,19 +100,14 @@ pub struct WatchView {
 impl WatchView {
     /// Asks the hub about the teams and people of `people`.
     pub fn of(people: &People, watched: &Watched) -> WatchView {
-        let mut teams: HashSet<String> = HashSet::new();
-        let mut asked: HashSet<&str> = HashSet::new();
-        for t in people.values() {
-            if let Some(team) = t.card.team_id.as_deref()
-                && asked.insert(team)
-                && watched.team_watched(team)
-            {
-                teams.insert(team.to_owned());
-            }
-        }
         WatchView {
             at: Instant::now(),
-            teams,
+            teams: people
+                .teams
+                .keys()
+                .filter(|team| watched.team_watched(team))
+                .cloned()
+                .collect(),
             people: watched
                 .watched_people()
                 .into_iter()
@@ -260,5 +269,24 @@ mod tests {
         p.insert("U1".into(), again);
         assert_eq!(p.queue.len(), 1);
         assert_eq!(p.by_person.len(), 1);
+    }
+
+    #[test]
+    fn the_view_asks_about_each_team_that_has_people() {
+        let hub = crate::hub::Hub::default();
+        let _sub = hub.subscribe("team:T2");
+        let mut p = People::default();
+        p.insert("U1".into(), person(1, "T1"));
+        p.insert("U2".into(), person(2, "T1"));
+        assert!(WatchView::of(&p, &hub.watched()).teams.is_empty());
+        // U2 moves to the watched team; T1 keeps U1.
+        p.insert("U2".into(), person(2, "T2"));
+        let v = WatchView::of(&p, &hub.watched());
+        assert!(v.teams.contains("T2") && v.teams.len() == 1);
+        assert_eq!(p.teams.get("T1"), Some(&1));
+        // The last of T2 leaves it: nobody is left to watch there.
+        p.insert("U2".into(), person(2, "T1"));
+        assert!(WatchView::of(&p, &hub.watched()).teams.is_empty());
+        assert!(!p.teams.contains_key("T2"));
     }
 }

@@ -107,7 +107,7 @@ impl Conn {
     }
 
     /// Which Slack users the checks track: everyone (`*`), or the named ones.
-    async fn tracked_subjects(&self) -> Option<Vec<String>> {
+    async fn tracked_subjects(&self) -> Option<std::collections::HashSet<String>> {
         let checks = self
             .ctx
             .store
@@ -209,7 +209,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         let page = match conn
             .ctx
             .client
-            .users_list_page(&conn.token, &cursor, 200)
+            .users_list_page_lazy(&conn.token, &cursor, 200)
             .await
         {
             Ok(p) => p,
@@ -223,15 +223,35 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
             }
         };
         drop(_permit);
-        // Only users whose `updated` moved are written; the rest cost a map lookup.
-        let changed: Vec<SlackUserRecord> = {
+        // Every member's head is read; the whole record only when its `updated` moved.
+        let mut heads = Vec::with_capacity(page.members.len());
+        let mut changed: Vec<SlackUserRecord> = Vec::new();
+        {
             let people = conn.people();
-            page.members
-                .iter()
-                .filter(|u| people.get(&u.id).is_none_or(|t| t.updated != u.updated))
-                .map(record)
-                .collect()
-        };
+            for member in &page.members {
+                let head = match member.head() {
+                    Ok(h) if !h.id.is_empty() => h,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable users.list member skipped");
+                        continue;
+                    }
+                };
+                if people
+                    .get(&head.id)
+                    .is_none_or(|t| t.updated != head.updated)
+                {
+                    match member.user() {
+                        Ok(u) => changed.push(record(&u)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable users.list member skipped");
+                            continue;
+                        }
+                    }
+                }
+                heads.push(head);
+            }
+        }
         if !changed.is_empty() {
             match conn
                 .ctx
@@ -272,15 +292,15 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         }
         let observations: Vec<_> = {
             let mut people = conn.people();
-            page.members
-                .iter()
-                .filter_map(|u| {
-                    let trackable = !u.deleted
-                        && !u.is_bot
-                        && u.id != "USLACKBOT"
-                        && subjects.as_ref().is_none_or(|s| s.contains(&u.id));
-                    let t = people.set_trackable(&u.id, trackable)?;
-                    trackable.then(|| (t.card.clone(), u.profile.custom_status()))
+            heads
+                .into_iter()
+                .filter_map(|h| {
+                    let trackable = !h.deleted
+                        && !h.is_bot
+                        && h.id != "USLACKBOT"
+                        && subjects.as_ref().is_none_or(|s| s.contains(&h.id));
+                    let t = people.set_trackable(&h.id, trackable)?;
+                    trackable.then(|| (t.card.clone(), h.profile.custom_status()))
                 })
                 .collect()
         };

@@ -267,3 +267,45 @@ async fn the_simulator_answers_with_the_keys_real_slack_sends() {
         vec!["dnd_enabled", "next_dnd_end_ts", "next_dnd_start_ts"]
     );
 }
+
+#[test]
+fn a_lazily_read_users_list_page_agrees_with_the_eager_one() {
+    if dir().is_none() {
+        return;
+    }
+    for rel in [
+        "recorded/users.list.page1.real.json",
+        "recorded/users.list.last_page.real.json",
+        "docs-examples/users.list.ok.json",
+    ] {
+        let eager: UsersList = parse(&read(rel)).expect(rel);
+        let lazy: UsersListLazy = parse(&read(rel)).expect(rel);
+        assert_eq!(lazy.members.len(), eager.members.len(), "{rel}");
+        assert_eq!(
+            lazy.response_metadata.next_cursor,
+            eager.response_metadata.next_cursor
+        );
+        for (m, u) in lazy.members.iter().zip(&eager.members) {
+            let head = m.head().expect("head");
+            assert_eq!(
+                (head.id.as_str(), head.deleted, head.is_bot, head.updated),
+                (u.id.as_str(), u.deleted, u.is_bot, u.updated),
+                "{rel}"
+            );
+            assert_eq!(head.profile.custom_status(), u.profile.custom_status());
+            assert_eq!(&m.user().expect("user"), u, "{rel}");
+        }
+    }
+}
+
+#[test]
+fn a_users_list_member_of_the_wrong_shape_is_an_error_of_its_own() {
+    let page: UsersListLazy = parse(
+        br#"{"ok":true,"members":[{"id":"U1","updated":5},{"id":"U2","updated":"soon"},null],
+            "response_metadata":{"next_cursor":""}}"#,
+    )
+    .expect("the page itself reads");
+    assert_eq!(page.members[0].head().expect("U1").updated, 5);
+    assert!(page.members[1].head().is_err(), "a bad member fails alone");
+    assert_eq!(page.members[2].head().expect("null").id, "");
+}

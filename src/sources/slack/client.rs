@@ -58,6 +58,25 @@ impl SlackClient {
         cursor: &str,
         limit: u32,
     ) -> Result<UsersList, SlackError> {
+        self.users_list(token, cursor, limit).await
+    }
+
+    /// The same page with its members left unparsed, for sweeps: see [`Member`].
+    pub async fn users_list_page_lazy(
+        &self,
+        token: &str,
+        cursor: &str,
+        limit: u32,
+    ) -> Result<UsersListLazy, SlackError> {
+        self.users_list(token, cursor, limit).await
+    }
+
+    async fn users_list<P: DeserializeOwned>(
+        &self,
+        token: &str,
+        cursor: &str,
+        limit: u32,
+    ) -> Result<P, SlackError> {
         let limit = limit.clamp(1, USERS_LIST_LIMIT).to_string();
         let mut q = vec![("limit", limit)];
         if !cursor.is_empty() {
