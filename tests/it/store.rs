@@ -446,3 +446,80 @@ async fn concurrent_appenders_never_share_a_seq_and_ids_stay_unique() {
     })
     .await;
 }
+
+/// sqlx-core 0.9.0 stopped setting `TCP_NODELAY`, and every multi-segment message to PostgreSQL
+/// could then wait 40 ms for a delayed ACK (vendor/README.md). The vendored fix must hold until a
+/// release carries it: every socket this process has open to the database has Nagle off.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn connections_to_postgresql_have_nagle_off() {
+    let Some(pg) = TestDb::postgres().await else {
+        return;
+    };
+    assert!(pg.store.ready().await.expect("query"));
+    let port = std::env::var("CHEX_TEST_DATABASE_URL")
+        .ok()
+        .and_then(|u| url::Url::parse(&u).ok())
+        .and_then(|u| u.port())
+        .unwrap_or(5432);
+    let mut checked = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").expect("fds").flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if peer_port(fd) != Some(port) {
+            continue;
+        }
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `on` and `len` outlive the call and `len` is `on`'s size. A descriptor that
+        // closed meanwhile (other tests run in this process) makes the call fail, not misbehave.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&mut on as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            assert_eq!(on, 1, "a PostgreSQL connection (fd {fd}) has Nagle on");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no TCP connection to PostgreSQL found");
+}
+
+/// The peer port of `fd` when it is a connected IPv4/IPv6 socket.
+#[cfg(target_os = "linux")]
+fn peer_port(fd: i32) -> Option<u16> {
+    // SAFETY: an all-zero sockaddr_storage is a valid value, and getpeername writes at most `len`
+    // bytes into it.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: ss_family says which of the two layouts the storage holds.
+    match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            let a =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(u16::from_be(a.sin_port))
+        }
+        libc::AF_INET6 => {
+            let a =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(u16::from_be(a.sin6_port))
+        }
+        _ => None,
+    }
+}
