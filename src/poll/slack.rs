@@ -226,6 +226,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         // Every member's head is read; the whole record only when its `updated` moved.
         let mut heads = Vec::with_capacity(page.members.len());
         let mut changed: Vec<SlackUserRecord> = Vec::new();
+        let mut unreadable = None;
         {
             let people = conn.people();
             for member in &page.members {
@@ -233,7 +234,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                     Ok(h) if !h.id.is_empty() => h,
                     Ok(_) => continue,
                     Err(e) => {
-                        tracing::warn!(error = %e, "unreadable users.list member skipped");
+                        unreadable = Some(e);
                         continue;
                     }
                 };
@@ -244,13 +245,17 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                     match member.user() {
                         Ok(u) => changed.push(record(&u)),
                         Err(e) => {
-                            tracing::warn!(error = %e, "unreadable users.list member skipped");
+                            unreadable = Some(e);
                             continue;
                         }
                     }
                 }
                 heads.push(head);
             }
+        }
+        if let Some(e) = unreadable {
+            // The rest of the page still counts; the member is read again next sweep.
+            tracing::warn!(error = %e, "users.list members of an unexpected shape skipped");
         }
         if !changed.is_empty() {
             match conn

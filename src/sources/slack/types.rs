@@ -86,11 +86,12 @@ pub struct Profile {
 impl Profile {
     /// The custom status, normalized: Slack's `0` expiry is "never".
     pub fn custom_status(&self) -> CustomStatus {
-        CustomStatus {
-            text: self.status_text.clone(),
-            emoji: self.status_emoji.clone(),
-            expires_at: unix(self.status_expiration),
+        StatusHead {
+            status_emoji: self.status_emoji.clone(),
+            status_text: self.status_text.clone(),
+            status_expiration: self.status_expiration,
         }
+        .custom_status()
     }
 }
 
@@ -240,7 +241,7 @@ pub struct UserHead {
     pub profile: StatusHead,
 }
 
-/// The status fields of a profile (see [`Profile`]).
+/// The status fields of a profile (see [`Profile`]): all a sweep reads of most members.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct StatusHead {
@@ -253,7 +254,7 @@ pub struct StatusHead {
 }
 
 impl StatusHead {
-    /// The custom status, normalized like [`Profile::custom_status`].
+    /// The custom status, normalized: Slack's `0` expiry is "never".
     pub fn custom_status(self) -> CustomStatus {
         CustomStatus {
             text: self.status_text,
