@@ -339,26 +339,16 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     };
     drop(srv);
     r.extra.insert("sweep_users".into(), args.users.into());
-    r.extra
-        .insert("sweep_wall_s".into(), round3(wall.as_secs_f64()).into());
-    r.extra
-        .insert("sweep_cpu_s".into(), round3(cpu.as_secs_f64()).into());
-    r.extra.insert(
-        "steady_sweep_wall_s".into(),
-        round3(steady_wall.as_secs_f64()).into(),
-    );
-    r.extra.insert(
-        "steady_sweep_cpu_s".into(),
-        round3(steady_cpu.as_secs_f64()).into(),
-    );
-    r.extra.insert(
-        "sweep_sims_cpu_s".into(),
-        round3(sims_cpu.as_secs_f64()).into(),
-    );
-    r.extra.insert(
-        "steady_sweep_sims_cpu_s".into(),
-        round3(steady_sims.as_secs_f64()).into(),
-    );
+    for (name, d) in [
+        ("sweep_wall_s", wall),
+        ("sweep_cpu_s", cpu),
+        ("steady_sweep_wall_s", steady_wall),
+        ("steady_sweep_cpu_s", steady_cpu),
+        ("sweep_sims_cpu_s", sims_cpu),
+        ("steady_sweep_sims_cpu_s", steady_sims),
+    ] {
+        r.extra.insert(name.into(), round3(d.as_secs_f64()).into());
+    }
 
     let dir = std::env::temp_dir().join(format!("chex-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

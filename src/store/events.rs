@@ -28,6 +28,41 @@ pub struct NewEvent {
     pub source: Source,
 }
 
+impl NewEvent {
+    /// The `changed` column: field names, comma-separated.
+    pub(super) fn changed_column(&self) -> String {
+        let names: Vec<&str> = self.changed.iter().map(|f| f.as_str()).collect();
+        names.join(",")
+    }
+
+    /// The `previous` column: the changed fields' old values as a JSON object, `None` if none.
+    pub(super) fn previous_column(&self) -> Option<String> {
+        (!self.previous.is_empty())
+            .then(|| serde_json::to_string(&self.previous).unwrap_or_default())
+    }
+}
+
+/// The people of a batch, each once, in id order.
+pub(super) fn people_of(batch: &[NewEvent]) -> Vec<i64> {
+    let mut ids: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Where each event of a batch went, from its assigned seq and time and its row id.
+pub(super) fn appended(assigned: Vec<(i64, DateTime<Utc>)>, row_ids: Vec<i64>) -> Vec<Appended> {
+    assigned
+        .into_iter()
+        .zip(row_ids)
+        .map(|((seq, observed_at), id)| Appended {
+            id,
+            seq,
+            observed_at,
+        })
+        .collect()
+}
+
 /// Where the store put one appended event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -75,9 +110,7 @@ impl Store {
         }
         let (_turn, txn) = self.begin_write().await?;
         let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
-        let mut ids: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = people_of(batch);
         for chunk in ids.chunks(INSERT_CHUNK) {
             for row in person_status::Entity::find()
                 .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
@@ -95,15 +128,7 @@ impl Store {
             .collect();
         let row_ids = append_portable(&txn, rows, &ids, &last).await?;
         txn.commit().await?;
-        Ok(assigned
-            .into_iter()
-            .zip(row_ids)
-            .map(|((seq, observed_at), id)| Appended {
-                id,
-                seq,
-                observed_at,
-            })
-            .collect())
+        Ok(appended(assigned, row_ids))
     }
 
     /// The latest event of each given person (absent for people never observed).
@@ -349,7 +374,6 @@ async fn append_portable(
 }
 
 fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveModel {
-    let changed: Vec<&str> = e.changed.iter().map(|f| f.as_str()).collect();
     status_event::ActiveModel {
         person_id: Set(e.person_id),
         seq: Set(seq),
@@ -361,9 +385,8 @@ fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveM
         dnd_enabled: Set(e.status.dnd.enabled),
         dnd_until: Set(e.status.dnd.until),
         stale: Set(e.status.stale),
-        changed: Set(changed.join(",")),
-        previous: Set((!e.previous.is_empty())
-            .then(|| serde_json::Value::Object(e.previous.clone()).to_string())),
+        changed: Set(e.changed_column()),
+        previous: Set(e.previous_column()),
         extra: Set(Parts::to_json(&e.status)),
         source: Set(e.source.as_str().to_owned()),
         ..Default::default()

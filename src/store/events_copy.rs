@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sqlx::{self, PgPool, Row};
 use sea_orm::{DbErr, RuntimeErr};
 
-use super::events::{Appended, NewEvent, Parts, assign_seqs};
+use super::events::{Appended, NewEvent, Parts, appended, assign_seqs, people_of};
 use super::{Result, StoreError};
 
 const COLUMNS: &str = "id, person_id, seq, observed_at, presence, status_text, status_emoji, \
@@ -37,9 +37,7 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let mut people: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
-    people.sort_unstable();
-    people.dedup();
+    let people = people_of(batch);
 
     let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::with_capacity(people.len());
     for row in sqlx::query(
@@ -105,16 +103,7 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
-
-    Ok(assigned
-        .into_iter()
-        .zip(ids)
-        .map(|((seq, observed_at), id)| Appended {
-            id,
-            seq,
-            observed_at,
-        })
-        .collect())
+    Ok(appended(assigned, ids))
 }
 
 /// One row in COPY's text format: tab-separated, `\N` for NULL.
@@ -137,16 +126,9 @@ fn copy_row(out: &mut String, id: i64, e: &NewEvent, seq: i64, at: DateTime<Utc>
     out.push('\t');
     out.push(if s.stale { 't' } else { 'f' });
     out.push('\t');
-    for (i, f) in e.changed.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(f.as_str());
-    }
+    text(out, Some(&e.changed_column()));
     out.push('\t');
-    let previous =
-        (!e.previous.is_empty()).then(|| serde_json::Value::Object(e.previous.clone()).to_string());
-    text(out, previous.as_deref());
+    text(out, e.previous_column().as_deref());
     out.push('\t');
     text(out, Parts::to_json(s).as_deref());
     out.push('\t');
