@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Shared};
 use crate::auth::Keys;
 use crate::config::Config;
 use crate::crypto::SecretKey;
@@ -113,7 +113,7 @@ impl Server {
             },
             shutdown.child_token(),
         ));
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             hub,
             keys,
@@ -126,7 +126,7 @@ impl Server {
             workspaces: Arc::default(),
             http,
             gmail: rounds.gmail,
-        };
+        });
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();
         let server_task = tokio::spawn(async move {

@@ -10,10 +10,11 @@ mod sse;
 mod state;
 mod topics;
 mod web;
+mod write_buffer;
 mod ws;
 
 pub use error::ApiError;
-pub use state::AppState;
+pub use state::{AppState, Shared};
 
 use warp::Filter;
 

@@ -304,7 +304,7 @@ impl Stream {
         take(idx, first);
         for (i, sub) in self.subs.iter_mut().enumerate() {
             loop {
-                match sub.receiver().try_recv() {
+                match sub.try_recv() {
                     Ok(d) => take(i, Ok(d)),
                     Err(TryRecvError::Lagged(n)) => take(i, Err(RecvError::Lagged(n))),
                     Err(_) => break,
@@ -338,10 +338,14 @@ impl Stream {
     async fn resync(&mut self, idx: usize) -> Option<Event> {
         let topic = self.subs.get(idx)?.topic().to_owned();
         let parsed = Topic::parse(&topic)?;
-        let snapshot = topics::snapshot(&self.s, &topic, &parsed, self.org, &mut self.sent)
+        let snap = topics::snapshot(&self.s, &topic, &parsed, self.org)
             .await
-            .ok()?
-            .entries;
+            .ok()?;
+        for e in snap.latest.values() {
+            let held = self.sent.entry(e.person_id).or_default();
+            *held = (*held).max(e.seq);
+        }
+        let snapshot = snap.entries;
         // No id: the client's last id stays where the live events left it, so a resume after
         // this replays (and the client drops by seq) rather than skips.
         let v = json!({"type": "resync", "topic": topic, "snapshot": snapshot});

@@ -23,6 +23,7 @@ use super::error::ApiError;
 use super::rest::claims_for;
 use super::state::AppState;
 use super::topics;
+use super::write_buffer::WriteBuffer;
 use crate::auth::Claims;
 use crate::domain::Topic;
 use crate::hub::{Delivery, Subscription};
@@ -41,7 +42,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESYNCS: usize = 3;
 const RESYNC_WINDOW: Duration = Duration::from_secs(30);
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Socket = WebSocketStream<WriteBuffer<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// When a token's `exp` passes, on the runtime's clock.
 fn deadline_of(claims: &Claims) -> tokio::time::Instant {
@@ -51,10 +52,11 @@ fn deadline_of(claims: &Claims) -> tokio::time::Instant {
             .unwrap_or(Duration::ZERO)
 }
 
-/// Largest frame written in one piece. tungstenite's write buffer keeps the capacity of the
-/// largest frame it ever held, so one 60 KB snapshot would cost a socket 60 KB for life; sent as
-/// continuation frames of this size it costs 1 KiB. The client still receives one message.
-const FRAGMENT: usize = 1024;
+/// Largest frame written in one piece. tungstenite keeps a buffer of the largest frame it ever
+/// encoded, so one 60 KB snapshot would cost a socket 60 KB for life; sent as continuation frames
+/// of this size it costs 256 bytes (and 4 bytes of header per frame on the wire). The client
+/// still receives one message.
+const FRAGMENT: usize = 256;
 
 /// Frames written before one flush when a topic has a backlog.
 const MAX_WRITE_BATCH: usize = 32;
@@ -104,21 +106,22 @@ async fn upgrade(
         .and_then(|a| a.strip_prefix("Bearer "))
         .map(str::to_owned)
         .or_else(|| query.get("access_token").cloned());
+    // Boxed: the claims ride along for the socket's life, and inline they would be copied into
+    // each layer of its task (the spawned block, `run`'s arguments and locals).
     let claims = match token {
-        Some(t) => Some(
+        Some(t) => Some(Box::new(
             claims_for(&s, t.trim())
                 .await
                 .map_err(warp::reject::custom)?,
-        ),
+        )),
         None => None,
     };
     let max = s.config.ws_max_frame;
     let mut config = WebSocketConfig::default();
     // Clients send a few small frames; a larger one grows the buffer for as long as it needs.
-    config.read_buffer_size = 1024;
-    // Frames gather up to this much before a write, so a batch (`MAX_WRITE_BATCH`) costs one
-    // system call; `send` flushes at once, so nothing waits in it.
-    config.write_buffer_size = 2048;
+    config.read_buffer_size = 128;
+    // Frames go straight to `WriteBuffer`, which batches until a flush and then frees itself.
+    config.write_buffer_size = 0;
     config.max_write_buffer_size = 1024 * 1024;
     config.max_message_size = Some(max);
     config.max_frame_size = Some(max);
@@ -126,13 +129,16 @@ async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    WriteBuffer::new(TokioIo::new(upgraded)),
                     Role::Server,
                     Some(config),
                 )
                 .await;
                 METRICS.sockets.inc();
-                Session::new(s, socket).run(claims).await;
+                // Held here and lent to `run`: an async fn taking `self` by value keeps two
+                // copies of it in its state (the argument and the moved-in local).
+                let mut session = Session::new(s, socket);
+                session.run(claims).await;
                 METRICS.sockets.dec();
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -183,12 +189,33 @@ enum ClientFrame {
     },
 }
 
+/// `subscribed` and `resync`: the snapshot entries are already JSON text and go out as they are.
+#[derive(serde::Serialize)]
+struct SnapshotReply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// `subscribed` echoes the request's id, `null` included; `resync` has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Option<&'a Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topics: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
+    snapshot: &'a [Box<serde_json::value::RawValue>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<&'a serde_json::Map<String, Value>>,
+}
+
+impl SnapshotReply<'_> {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 struct Session {
     s: AppState,
     socket: Socket,
     subs: Vec<Subscription>,
-    /// Highest seq sent per person: drops live frames that a snapshot or replay already covered.
-    sent: HashMap<i64, i64>,
     resyncs: Vec<tokio::time::Instant>,
     /// The caller's organization, known once authenticated; every topic held is within it.
     org: i64,
@@ -209,7 +236,6 @@ impl Session {
             s,
             socket,
             subs: Vec::new(),
-            sent: HashMap::new(),
             resyncs: Vec::new(),
             org: 0,
         }
@@ -238,7 +264,7 @@ impl Session {
         .await;
     }
 
-    async fn run(mut self, claims: Option<Claims>) {
+    async fn run(&mut self, claims: Option<Box<Claims>>) {
         let mut claims = match claims {
             Some(c) => c,
             None => match Box::pin(self.first_frame_auth()).await {
@@ -247,17 +273,24 @@ impl Session {
             },
         };
         self.org = claims.org;
-        let revoked = self.s.revocation(&claims.sub);
+        let is_bot = claims.sub.starts_with("bot:");
+        // Only a bot's credential can be revoked (a person's token just expires): other sockets
+        // need no cancellation token of their own.
+        let revoked = is_bot.then(|| self.s.revocation(&claims.sub));
         let ping_every = Duration::from_secs(self.s.config.ws_ping_interval);
         let mut ping = tokio::time::interval(ping_every);
         ping.reset();
         let mut last_heard = tokio::time::Instant::now();
         // Built once, not per wake-up: a fresh timer or cancellation waiter on every delivery
         // would cost each of ten thousand sockets a timer-wheel insert and a lock per event.
-        let is_bot = claims.sub.starts_with("bot:");
         let expiry = tokio::time::sleep_until(deadline_of(&claims));
         tokio::pin!(expiry);
-        let cancelled = revoked.cancelled();
+        let cancelled = async {
+            match &revoked {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::pin!(cancelled);
         loop {
             let exp_before = claims.exp;
@@ -307,7 +340,7 @@ impl Session {
         }
     }
 
-    async fn first_frame_auth(&mut self) -> Option<Claims> {
+    async fn first_frame_auth(&mut self) -> Option<Box<Claims>> {
         let msg = tokio::time::timeout(AUTH_TIMEOUT, self.socket.next())
             .await
             .ok()??
@@ -320,7 +353,7 @@ impl Session {
         let reply = json!({"type": "authenticated", "id": id, "expires_at": claims.expires_at()});
         self.send(Message::text(reply.to_string()))
             .await
-            .then_some(claims)
+            .then_some(Box::new(claims))
     }
 
     async fn on_text(&mut self, text: &str, claims: &mut Claims) -> Flow {
@@ -361,11 +394,7 @@ impl Session {
                 _ => return Flow::Close(CLOSE_UNAUTHORIZED, "refresh token invalid"),
             },
             ClientFrame::Unsubscribe { id, topics } => {
-                let before = self.subs.len();
                 self.subs.retain(|s| !topics.iter().any(|t| t == s.topic()));
-                if self.subs.len() < before && self.subs.is_empty() {
-                    self.sent.clear();
-                }
                 json!({"type": "unsubscribed", "id": id})
             }
             ClientFrame::Subscribe { id, topics, since } => {
@@ -412,7 +441,9 @@ impl Session {
             }
         }
         // Subscribe first, then read: anything committed after the read arrives live, anything
-        // before is in the snapshot or replay, and `sent` drops the overlap.
+        // before is in the snapshot or replay, and `skip_through` drops the overlap.
+        // Exactly: a Vec's first growth would make room for four, and most sockets hold one.
+        self.subs.reserve_exact(new.len());
         for (t, _) in &parsed {
             if !self.subs.iter().any(|s| s.topic() == t) {
                 self.subs.push(self.s.hub.subscribe(t));
@@ -422,15 +453,19 @@ impl Session {
         let mut replay: Vec<Message> = Vec::new();
         let mut recovered = serde_json::Map::new();
         for (topic, p) in &parsed {
-            let snap = topics::snapshot(&self.s, topic, p, self.org, &mut self.sent).await;
+            let snap = topics::snapshot(&self.s, topic, p, self.org).await;
             let topics::Snapshot {
                 people,
                 latest,
                 entries,
+                through,
             } = match snap {
                 Ok(x) => x,
                 Err(e) => return self.reply(error_frame(id.as_ref(), "internal", &e)).await,
             };
+            if let Some(sub) = self.subs.iter_mut().find(|s| s.topic() == topic) {
+                sub.skip_through(through);
+            }
             snapshot.extend(entries);
             if since.is_empty() {
                 continue;
@@ -445,12 +480,16 @@ impl Session {
                     all_ok = false;
                     continue;
                 }
-                let events = self
+                // Only what the snapshot's moment holds: later events arrive live.
+                let events: Vec<_> = self
                     .s
                     .store
                     .events_after(card.id, from, MAX_REPLAY)
                     .await
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| e.seq <= head)
+                    .collect();
                 let complete = events.first().is_none_or(|e| e.seq == from + 1)
                     && events.last().map_or(from == head, |e| e.seq == head);
                 all_ok &= complete;
@@ -463,13 +502,16 @@ impl Session {
             recovered.insert(topic.clone(), json!(all_ok));
         }
         let entries = snapshot.len();
-        let mut reply =
-            json!({"type": "subscribed", "id": id, "topics": topics, "snapshot": snapshot});
-        if !since.is_empty() {
-            reply["recovered"] = Value::Object(recovered);
-        }
+        let reply = SnapshotReply {
+            kind: "subscribed",
+            id: Some(id.as_ref()),
+            topics: Some(&topics),
+            topic: None,
+            snapshot: &snapshot,
+            recovered: (!since.is_empty()).then_some(&recovered),
+        };
         let built = started.elapsed();
-        if !self.send(Message::text(reply.to_string())).await {
+        if !self.send(Message::text(reply.to_json())).await {
             return Flow::Close(1011, "send failed");
         }
         tracing::debug!(
@@ -494,18 +536,15 @@ impl Session {
         let mut lagged = None;
         let mut queued = 0;
         while let Some(d) = next.take() {
-            if self.sent.get(&d.person_id).is_none_or(|s| *s < d.seq) {
-                self.sent.insert(d.person_id, d.seq);
-                let fed = tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(d.frame)).await;
-                if !matches!(fed, Ok(Ok(()))) {
-                    return Flow::Close(CLOSE_SLOW_CONSUMER, "too slow");
-                }
-                queued += 1;
+            let fed = tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(d.frame)).await;
+            if !matches!(fed, Ok(Ok(()))) {
+                return Flow::Close(CLOSE_SLOW_CONSUMER, "too slow");
             }
+            queued += 1;
             if queued < MAX_WRITE_BATCH
                 && let Some(sub) = self.subs.get_mut(idx)
             {
-                match sub.receiver().try_recv() {
+                match sub.try_recv() {
                     Ok(d) => next = Some(d),
                     Err(TryRecvError::Lagged(n)) => lagged = Some(n),
                     Err(_) => {}
@@ -542,14 +581,21 @@ impl Session {
                 let Some(parsed) = Topic::parse(&topic) else {
                     return Flow::Continue;
                 };
-                let snapshot = topics::snapshot(&self.s, &topic, &parsed, self.org, &mut self.sent)
+                let snap = topics::snapshot(&self.s, &topic, &parsed, self.org)
                     .await
-                    .unwrap_or_default()
-                    .entries;
-                let m = Message::text(
-                    json!({"type": "resync", "topic": topic, "snapshot": snapshot}).to_string(),
-                );
-                self.reply(m).await
+                    .unwrap_or_default();
+                if let Some(sub) = self.subs.get_mut(idx) {
+                    sub.skip_through(snap.through);
+                }
+                let reply = SnapshotReply {
+                    kind: "resync",
+                    id: None,
+                    topics: None,
+                    topic: Some(&topic),
+                    snapshot: &snap.entries,
+                    recovered: None,
+                };
+                self.reply(Message::text(reply.to_json())).await
             }
             RecvError::Closed => Flow::Continue,
         }

@@ -95,6 +95,10 @@ impl Subscribers {
             let received = received.clone();
             tasks.push(tokio::spawn(async move {
                 let socket = TcpSocket::new_v4()?;
+                // Binding picks the port itself, and without this it will not take one that a
+                // previous run's socket holds in TIME_WAIT: back-to-back runs of 19,000 ran out
+                // of ports and the second one hung.
+                socket.set_reuseaddr(true)?;
                 socket.bind(source_addr(i))?;
                 let tcp = socket.connect(server).await?;
                 tcp.set_nodelay(true)?;
@@ -103,6 +107,10 @@ impl Subscribers {
             }));
             if i % 500 == 499 {
                 while ready.load(Ordering::Relaxed) + 200 < (i + 1) as u64 {
+                    if let Some(done) = tasks.iter().position(|t| t.is_finished()) {
+                        let failed = tasks.swap_remove(done).await?;
+                        bail!("a subscriber ended while opening: {:?}", failed.err());
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }

@@ -223,6 +223,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
         let failed_before = driver.failed.load(std::sync::atomic::Ordering::Relaxed);
         let cpu0 = srv.cpu();
+        let counters0 = server_counters(&srv, &http).await?;
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
         let per_user = match args.scenario {
@@ -258,6 +259,15 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         }
         subs.set_phase(Phase::Idle);
         let cpu = srv.cpu().saturating_sub(cpu0);
+        // What the server itself counted over the step: tells an event that was late (received
+        // and committed, not delivered within the drain) from one that was lost.
+        let mut server = serde_json::Map::new();
+        for ((name, before), (_, after)) in counters0
+            .iter()
+            .zip(server_counters(&srv, &http).await?.iter())
+        {
+            server.insert(format!("server_{name}"), (after - before).into());
+        }
         steps.push((
             rate,
             sent,
@@ -265,6 +275,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             started_us,
             cpu,
             driver.failed.load(std::sync::atomic::Ordering::Relaxed) - failed_before,
+            server,
         ));
         // A quiet second between steps, so one step's tail is not the next one's start.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -272,7 +283,9 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     let rss_peak = srv.rss_peak();
     let seen = subs.finish().await?;
     let mut reports = Vec::new();
-    for (k, (rate, sent, expected, started_us, cpu, failed)) in steps.into_iter().enumerate() {
+    for (k, (rate, sent, expected, started_us, cpu, failed, server)) in
+        steps.into_iter().enumerate()
+    {
         let step = seen.steps.get(k).cloned().unwrap_or_default();
         let delivered = step.latencies.count();
         let secs = (step.last_us.saturating_sub(started_us) as f64 / 1e6).max(1e-3);
@@ -291,6 +304,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             max_ms: step.latencies.max_us() as f64 / 1000.0,
             rss_peak_mb: rss_peak as f64 / MB,
             cpu_us_per_delivery: cpu.as_micros() as f64 / delivered.max(1) as f64,
+            extra: server,
             ..Default::default()
         };
         r.scenario = base.scenario.clone();
@@ -305,6 +319,25 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 }
 
 use rand::{Rng, SeedableRng};
+
+/// The server's own counts of Slack events received, status events committed, and events lost
+/// after every retry.
+async fn server_counters(
+    srv: &ServerProcess,
+    http: &reqwest::Client,
+) -> anyhow::Result<[(&'static str, u64); 3]> {
+    Ok([
+        (
+            "received",
+            srv.metric(http, "chex_slack_events_received_total").await?,
+        ),
+        (
+            "committed",
+            srv.metric(http, "chex_events_committed_total").await?,
+        ),
+        ("lost", srv.metric(http, "chex_events_lost_total").await?),
+    ])
+}
 
 /// Scenario 5: full sweeps of `users` people through the real poller (CPU and wall time of the
 /// server process; the simulators' thread is measured apart) — the first, which imports everyone, and the next one,

@@ -63,7 +63,14 @@ impl ServerProcess {
         let db = database_url
             .map(str::to_owned)
             .unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.0.display()));
-        let mut child = Command::new(std::env::current_exe()?)
+        // `CHEX_BENCH_SERVER_WRAPPER="heaptrack -o /tmp/ht"` runs the server under a profiler
+        // (docs/benchmarks.md, "Profiling"); /proc figures are then the wrapper's, not the server's.
+        let wrapper = std::env::var("CHEX_BENCH_SERVER_WRAPPER").unwrap_or_default();
+        let mut argv: Vec<std::ffi::OsString> =
+            wrapper.split_whitespace().map(Into::into).collect();
+        argv.push(std::env::current_exe()?.into());
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .arg("demo")
             .env("CHEX_DATABASE_URL", db)
             .env("CHEX_BIND", "127.0.0.1:0")
@@ -88,7 +95,10 @@ impl ServerProcess {
             .spawn()
             .context("starting chex demo")?;
         let stdout = child.stdout.take().context("child stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
+        let lines = BufReader::new(stdout).lines();
+        // A wrapper may print lines of its own before the demo's first.
+        let mut lines =
+            lines.skip_while(|l| l.as_ref().is_ok_and(|l| !l.starts_with("dashboard: ")));
         let mut field = |prefix: &str| -> anyhow::Result<String> {
             let line = lines
                 .next()

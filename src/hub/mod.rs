@@ -119,6 +119,7 @@ impl Hub {
         Subscription {
             topic: topic.to_owned(),
             rx: Some(rx),
+            floor: 0,
             hub: self.clone(),
         }
     }
@@ -161,6 +162,8 @@ impl Hub {
 pub struct Subscription {
     topic: String,
     rx: Option<broadcast::Receiver<Delivery>>,
+    /// Deliveries of events at or below this id are skipped: see [`Subscription::skip_through`].
+    floor: i64,
     hub: Hub,
 }
 
@@ -169,8 +172,40 @@ impl Subscription {
         &self.topic
     }
 
+    /// Skips deliveries of events with an id at or below `event_id`, because the subscriber holds
+    /// them already (a snapshot read after subscribing covered them).
+    ///
+    /// One number does what a seq per person would: event ids grow in commit order (appends are
+    /// serialized, on SQLite by its writer lock and on PostgreSQL by an advisory lock), the
+    /// pipeline publishes in that order, and a snapshot taken at one moment holds exactly the
+    /// events committed before it, every one with an id at or below its highest. So a connection
+    /// keeps eight bytes per topic for this, not a map entry per person of the team.
+    pub fn skip_through(&mut self, event_id: i64) {
+        self.floor = self.floor.max(event_id);
+    }
+
+    /// The next delivery not covered by [`Subscription::skip_through`].
+    pub async fn recv(&mut self) -> Result<Delivery, broadcast::error::RecvError> {
+        loop {
+            let d = self.receiver().recv().await?;
+            if d.event_id > self.floor {
+                return Ok(d);
+            }
+        }
+    }
+
+    /// As [`Subscription::recv`], without waiting.
+    pub fn try_recv(&mut self) -> Result<Delivery, broadcast::error::TryRecvError> {
+        loop {
+            let d = self.receiver().try_recv()?;
+            if d.event_id > self.floor {
+                return Ok(d);
+            }
+        }
+    }
+
     /// The receiver; `None` only during drop.
-    pub fn receiver(&mut self) -> &mut broadcast::Receiver<Delivery> {
+    fn receiver(&mut self) -> &mut broadcast::Receiver<Delivery> {
         self.rx.as_mut().expect("receiver is only taken in drop")
     }
 }
@@ -194,10 +229,10 @@ pub async fn next_delivery(
     match subs {
         [] => return std::future::pending().await,
         // The common case (one team, or one person) needs no allocation per wake-up.
-        [one] => return (0, one.receiver().recv().await),
+        [one] => return (0, one.recv().await),
         _ => {}
     }
-    let futs = subs.iter_mut().map(|s| Box::pin(s.receiver().recv()));
+    let futs = subs.iter_mut().map(|s| Box::pin(s.recv()));
     let (r, idx, _) = futures_util::future::select_all(futs).await;
     (idx, r)
 }
@@ -272,8 +307,8 @@ mod tests {
         let mut user = hub.subscribe("user:7");
         let mut team = hub.subscribe("team:T1");
         hub.publish(&event(7, 3, Some("T1")));
-        let u = user.receiver().recv().await.expect("user frame");
-        let t = team.receiver().recv().await.expect("team frame");
+        let u = user.recv().await.expect("user frame");
+        let t = team.recv().await.expect("team frame");
         assert_eq!((u.person_id, u.seq), (7, 3));
         let u: serde_json::Value =
             serde_json::from_str(u.frame.to_text().expect("text")).expect("json");
@@ -290,8 +325,8 @@ mod tests {
         let mut a = hub.subscribe("team:T1");
         let mut b = hub.subscribe("team:T1");
         hub.publish(&event(1, 1, Some("T1")));
-        let fa = a.receiver().recv().await.expect("a");
-        let fb = b.receiver().recv().await.expect("b");
+        let fa = a.recv().await.expect("a");
+        let fb = b.recv().await.expect("b");
         let (Message::Text(ta), Message::Text(tb)) = (&fa.frame, &fb.frame) else {
             panic!("text frames");
         };
@@ -303,6 +338,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deliveries_a_snapshot_covered_are_skipped() {
+        let hub = Hub::default();
+        let mut team = hub.subscribe("team:T1");
+        // `event` gives an event the id of its seq.
+        for (person, id) in [(1, 1), (2, 2), (1, 3), (2, 4), (1, 5)] {
+            hub.publish(&event(person, id, Some("T1")));
+        }
+        team.skip_through(3);
+        team.skip_through(2); // never lowers
+        assert_eq!(team.try_recv().expect("4").event_id, 4);
+        assert_eq!(team.recv().await.expect("5").event_id, 5);
+        assert!(matches!(
+            team.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+    }
+
+    #[tokio::test]
     async fn a_lagging_receiver_is_told_how_much_it_missed() {
         let hub = Hub::default();
         let mut slow = hub.subscribe("user:1");
@@ -310,12 +363,12 @@ mod tests {
         for seq in 0..(CHANNEL_CAPACITY as i64 + 10) {
             hub.publish(&event(1, seq, Some("T1")));
         }
-        match team.receiver().recv().await {
+        match team.recv().await {
             Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
             other => panic!("expected lag, got {other:?}"),
         }
         // A person's own topic keeps a shorter ring.
-        match slow.receiver().recv().await {
+        match slow.recv().await {
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 assert_eq!(n, (CHANNEL_CAPACITY - USER_CHANNEL_CAPACITY) as u64 + 10)
             }

@@ -131,41 +131,31 @@ impl Store {
         Ok(appended(assigned, row_ids))
     }
 
-    /// The latest event of each given person (absent for people never observed).
+    /// The latest event of each given person (absent for people never observed), all as of one
+    /// moment: a subscription skips live events up to the highest id read here
+    /// (`hub::Subscription::skip_through`), which is only exact if no head is older than another.
     pub async fn latest_events(
         &self,
         person_ids: &[i64],
     ) -> Result<HashMap<i64, status_event::Model>> {
-        let mut out = HashMap::with_capacity(person_ids.len());
-        for chunk in person_ids.chunks(INSERT_CHUNK) {
-            let heads = person_status::Entity::find()
-                .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
-                .all(&self.db)
-                .await?;
-            if heads.is_empty() {
-                continue;
-            }
-            // `(person_id, seq)` pairs as an OR of equalities: portable across both backends and
-            // each arm is a unique-index lookup. At most [`OR_ARMS`] arms per query: SQLite
-            // refuses expression trees deeper than 1000.
-            for heads in heads.chunks(OR_ARMS) {
-                let mut cond = sea_orm::Condition::any();
-                for h in heads {
-                    cond = cond.add(
-                        sea_orm::Condition::all()
-                            .add(status_event::Column::PersonId.eq(h.person_id))
-                            .add(status_event::Column::Seq.eq(h.seq)),
-                    );
-                }
-                for e in status_event::Entity::find()
-                    .filter(cond)
-                    .all(&self.db)
-                    .await?
-                {
-                    out.insert(e.person_id, e);
-                }
-            }
+        use sea_orm::{AccessMode, IsolationLevel, TransactionOptions, TransactionTrait};
+        if person_ids.len() <= INSERT_CHUNK {
+            // The heads come from one statement, which sees one moment on both backends.
+            return latest_events_on(&self.db, person_ids).await;
         }
+        // More heads than one statement reads: a transaction holds the moment for all of them
+        // (SQLite's read transactions are snapshots already; PostgreSQL's default is not).
+        let postgres = self.backend() == sea_orm::DbBackend::Postgres;
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                isolation_level: postgres.then_some(IsolationLevel::RepeatableRead),
+                access_mode: postgres.then_some(AccessMode::ReadOnly),
+                ..Default::default()
+            })
+            .await?;
+        let out = latest_events_on(&txn, person_ids).await?;
+        txn.commit().await?;
         Ok(out)
     }
 
@@ -459,4 +449,38 @@ impl status_event::Model {
             source: Source::parse(&self.source).unwrap_or(Source::Slack),
         }
     }
+}
+
+/// [`Store::latest_events`] on a connection or a transaction.
+async fn latest_events_on<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    person_ids: &[i64],
+) -> Result<HashMap<i64, status_event::Model>> {
+    let mut out = HashMap::with_capacity(person_ids.len());
+    for chunk in person_ids.chunks(INSERT_CHUNK) {
+        let heads = person_status::Entity::find()
+            .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
+            .all(c)
+            .await?;
+        if heads.is_empty() {
+            continue;
+        }
+        // `(person_id, seq)` pairs as an OR of equalities: portable across both backends and
+        // each arm is a unique-index lookup. At most [`OR_ARMS`] arms per query: SQLite
+        // refuses expression trees deeper than 1000.
+        for heads in heads.chunks(OR_ARMS) {
+            let mut cond = sea_orm::Condition::any();
+            for h in heads {
+                cond = cond.add(
+                    sea_orm::Condition::all()
+                        .add(status_event::Column::PersonId.eq(h.person_id))
+                        .add(status_event::Column::Seq.eq(h.seq)),
+                );
+            }
+            for e in status_event::Entity::find().filter(cond).all(c).await? {
+                out.insert(e.person_id, e);
+            }
+        }
+    }
+    Ok(out)
 }

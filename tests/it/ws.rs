@@ -6,7 +6,7 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Options, TEAM, TestApp, close_code, recv, recv_until, send};
+use crate::helpers::{Options, TEAM, TestApp, close_code, recv, recv_change, recv_until, send};
 
 async fn upgrade_status(app: &TestApp, query: &str, header: Option<&str>) -> u16 {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -237,6 +237,58 @@ async fn reconnecting_with_since_replays_exactly_the_missed_events() {
     send(&mut ws, json!({"type": "subscribe", "id": "3", "topics": [p["topic"]], "since": {p["topic"].as_str().expect("topic"): head + 50}})).await;
     let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
     assert_eq!(sub["recovered"][p["topic"].as_str().expect("topic")], false);
+}
+
+#[tokio::test]
+async fn a_socket_on_a_team_and_one_of_its_people_gets_each_change_once_per_topic() {
+    let app = TestApp::spawn_with(Options {
+        users: 3,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(3).await;
+    let p = &people[1];
+    let slack_id = p["slack_id"].as_str().expect("slack id");
+    let team = format!("team:{TEAM}");
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "id": "1", "topics": [team, p["topic"]]}),
+    )
+    .await;
+    let sub = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    // One snapshot entry per topic that covers the person.
+    let entries = sub["snapshot"]
+        .as_array()
+        .expect("snapshot")
+        .iter()
+        .filter(|e| e["user"]["id"] == p["id"])
+        .count();
+    assert_eq!(entries, 2, "{sub}");
+
+    for text in ["first", "second"] {
+        app.sim.set_status(TEAM, slack_id, text, ":one:", 0).await;
+        let mut topics = Vec::new();
+        while topics.len() < 2 {
+            let v = recv_change(&mut ws, "text").await;
+            if v["user"]["id"] == p["id"] {
+                assert_eq!(v["status"]["text"], text);
+                topics.push(v["topic"].as_str().expect("topic").to_owned());
+            }
+        }
+        topics.sort();
+        assert_eq!(
+            topics,
+            vec![team.clone(), p["topic"].as_str().expect("t").to_owned()]
+        );
+    }
+    // And nothing more: each change came once on each topic.
+    send(&mut ws, json!({"type": "ping", "id": "end"})).await;
+    let v = recv_until(&mut ws, |v| {
+        v["type"] == "pong" || (v["type"] == "status" && v["user"]["id"] == p["id"])
+    })
+    .await;
+    assert_eq!(v["type"], "pong", "no third frame: {v}");
 }
 
 #[tokio::test]
