@@ -440,10 +440,10 @@ impl Session {
                 Err((code, msg)) => return self.reply(error_frame(id.as_ref(), code, &msg)).await,
             }
         }
-        // Subscribe first, then read: anything committed after the read arrives live, anything
-        // before is in the snapshot or replay, and `skip_through` drops the overlap.
         // Exactly: a Vec's first growth would make room for four, and most sockets hold one.
         self.subs.reserve_exact(new.len());
+        // Subscribe first, then read: anything committed after the read arrives live, anything
+        // before is in the snapshot or replay, and `skip_through` drops the overlap.
         for (t, _) in &parsed {
             if !self.subs.iter().any(|s| s.topic() == t) {
                 self.subs.push(self.s.hub.subscribe(t));
