@@ -219,8 +219,7 @@ impl Stream {
                     let Some((card, topic)) = cards.get(&e.person_id) else {
                         continue;
                     };
-                    let sent = self.sent.entry(e.person_id).or_default();
-                    *sent = (*sent).max(e.seq);
+                    self.hold(e.person_id, e.seq);
                     let text = e.to_event(card.clone()).to_json(topic);
                     self.pending.push_back(
                         Event::default()
@@ -250,6 +249,13 @@ impl Stream {
         self.pending
             .push_back(json_event("subscribed", Some(head), &opening));
         Ok(())
+    }
+
+    /// Records that the client holds `person`'s events up to `seq` (a replay or a snapshot sent
+    /// them), so live ones at or below it are dropped.
+    fn hold(&mut self, person: i64, seq: i64) {
+        let held = self.sent.entry(person).or_default();
+        *held = (*held).max(seq);
     }
 
     /// The next event to send; `None` ends the stream.
@@ -342,13 +348,14 @@ impl Stream {
             .await
             .ok()?;
         for e in snap.latest.values() {
-            let held = self.sent.entry(e.person_id).or_default();
-            *held = (*held).max(e.seq);
+            self.hold(e.person_id, e.seq);
         }
-        let snapshot = snap.entries;
         // No id: the client's last id stays where the live events left it, so a resume after
         // this replays (and the client drops by seq) rather than skips.
-        let v = json!({"type": "resync", "topic": topic, "snapshot": snapshot});
-        Some(json_event("resync", None, &v))
+        Some(
+            Event::default()
+                .event("resync")
+                .data(snap.resync_json(&topic)),
+        )
     }
 }

@@ -105,6 +105,26 @@ pub struct Snapshot {
     pub through: i64,
 }
 
+impl Snapshot {
+    /// The `resync` message for `topic`, the same for sockets and SSE streams; the entries are
+    /// already JSON text and go out as they are.
+    pub fn resync_json(&self, topic: &str) -> String {
+        #[derive(serde::Serialize)]
+        struct Resync<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            topic: &'a str,
+            snapshot: &'a [Box<RawValue>],
+        }
+        let resync = Resync {
+            kind: "resync",
+            topic,
+            snapshot: &self.entries,
+        };
+        serde_json::to_string(&resync).unwrap_or_default()
+    }
+}
+
 /// Reads a topic's snapshot, every person as of one moment.
 pub async fn snapshot(
     s: &AppState,

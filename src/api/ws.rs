@@ -189,27 +189,16 @@ enum ClientFrame {
     },
 }
 
-/// `subscribed` and `resync`: the snapshot entries are already JSON text and go out as they are.
+/// `subscribed`: the snapshot entries are already JSON text and go out as they are.
 #[derive(serde::Serialize)]
-struct SnapshotReply<'a> {
+struct Subscribed<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    /// `subscribed` echoes the request's id, `null` included; `resync` has none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<Option<&'a Value>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    topics: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    topic: Option<&'a str>,
+    id: Option<&'a Value>,
+    topics: &'a [String],
     snapshot: &'a [Box<serde_json::value::RawValue>],
     #[serde(skip_serializing_if = "Option::is_none")]
     recovered: Option<&'a serde_json::Map<String, Value>>,
-}
-
-impl SnapshotReply<'_> {
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
 
 struct Session {
@@ -502,16 +491,16 @@ impl Session {
             recovered.insert(topic.clone(), json!(all_ok));
         }
         let entries = snapshot.len();
-        let reply = SnapshotReply {
+        let reply = Subscribed {
             kind: "subscribed",
-            id: Some(id.as_ref()),
-            topics: Some(&topics),
-            topic: None,
+            id: id.as_ref(),
+            topics: &topics,
             snapshot: &snapshot,
             recovered: (!since.is_empty()).then_some(&recovered),
         };
+        let reply = serde_json::to_string(&reply).unwrap_or_default();
         let built = started.elapsed();
-        if !self.send(Message::text(reply.to_json())).await {
+        if !self.send(Message::text(reply)).await {
             return Flow::Close(1011, "send failed");
         }
         tracing::debug!(
@@ -587,15 +576,7 @@ impl Session {
                 if let Some(sub) = self.subs.get_mut(idx) {
                     sub.skip_through(snap.through);
                 }
-                let reply = SnapshotReply {
-                    kind: "resync",
-                    id: None,
-                    topics: None,
-                    topic: Some(&topic),
-                    snapshot: &snap.entries,
-                    recovered: None,
-                };
-                self.reply(Message::text(reply.to_json())).await
+                self.reply(Message::text(snap.resync_json(&topic))).await
             }
             RecvError::Closed => Flow::Continue,
         }

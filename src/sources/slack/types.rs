@@ -211,15 +211,17 @@ pub struct Member(Box<serde_json::value::RawValue>);
 
 impl Member {
     pub fn head(&self) -> Result<UserHead, serde_json::Error> {
-        Ok(
-            Option::<UserHead>::deserialize(&mut serde_json::Deserializer::from_str(self.0.get()))?
-                .unwrap_or_default(),
-        )
+        self.parse()
     }
 
     pub fn user(&self) -> Result<User, serde_json::Error> {
+        self.parse()
+    }
+
+    /// The member as `T`; a `null` member is `T`'s default, as in an eager parse.
+    fn parse<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, serde_json::Error> {
         Ok(
-            Option::<User>::deserialize(&mut serde_json::Deserializer::from_str(self.0.get()))?
+            Option::<T>::deserialize(&mut serde_json::Deserializer::from_str(self.0.get()))?
                 .unwrap_or_default(),
         )
     }
