@@ -15,6 +15,8 @@ for i in $(seq 1 "$RUNS"); do
   echo "== run $i of $RUNS" >&2
   run --scenario team --subscribers 1000 --users 100 --rates 50 --duration 10
   run --scenario team --subscribers 10000 --users 100 --rates 1,5,10,20,30,40,50 --duration 10
+  # The same subscribers and schedule against a bare writer: this machine's floor (docs/benchmarks.md).
+  run --scenario floor --subscribers 10000 --rates 1,5,10,20,30,40,50 --duration 10
   run --scenario users --subscribers 10000 --rates 2000,5000,8000 --duration 10
   # 19,000: this sandbox caps open files at 20,000 per process (hard limit), the issue asks 20,000.
   run --scenario idle --subscribers 19000 --users 100

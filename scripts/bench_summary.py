@@ -15,20 +15,26 @@ def med(rs, key):
     return statistics.median(r[key] for r in rs)
 
 
-print("| scenario | subscribers | topics | changes/s | runs | delivered (median) | lost (max) | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | RSS idle MB | KB/conn | CPU µs/delivery |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+def med_extra(rs, key):
+    vals = [r["extra"][key] for r in rs if key in r.get("extra", {})]
+    return f"{statistics.median(vals):.2f}" if vals else "–"
+
+
+print("| scenario | subscribers | topics | changes/s | runs | delivered (median) | lost (max) | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | RSS idle MB | KB/conn | CPU µs/delivery | load gen. CPU µs/delivery |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (sc, n, t, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "team", kv[0])):
     if sc == "pipeline":
         continue
     print(f"| {sc} | {n} | {t} | {rate:g} | {len(rs)} | {med(rs, 'delivered'):.0f} | {max(r['lost'] for r in rs)} | "
           f"{med(rs, 'deliveries_per_sec'):,.0f} | {med(rs, 'p50_ms'):.1f} | {med(rs, 'p90_ms'):.1f} | {med(rs, 'p99_ms'):.1f} | "
-          f"{med(rs, 'max_ms'):.1f} | {med(rs, 'rss_idle_mb'):.1f} | {med(rs, 'rss_per_conn_kb'):.2f} | {med(rs, 'cpu_us_per_delivery'):.2f} |")
+          f"{med(rs, 'max_ms'):.1f} | {med(rs, 'rss_idle_mb'):.1f} | {med(rs, 'rss_per_conn_kb'):.2f} | {med(rs, 'cpu_us_per_delivery'):.2f} | {med_extra(rs, 'client_cpu_us_per_delivery')} |")
 pipe = [r for r in rows if r["scenario"] == "pipeline"]
 if pipe:
     print()
     print("| pipeline figure | median | runs |")
     print("|---|---|---|")
-    for key in ["sweep_users", "sweep_wall_s", "sweep_cpu_s", "sqlite_events_per_s", "postgres_events_per_s"]:
+    for key in ["sweep_users", "sweep_wall_s", "sweep_cpu_s", "sweep_sims_cpu_s", "steady_sweep_wall_s",
+                "steady_sweep_cpu_s", "steady_sweep_sims_cpu_s", "sqlite_events_per_s", "postgres_events_per_s"]:
         vals = [r["extra"][key] for r in pipe if key in r.get("extra", {})]
         if vals:
-            print(f"| {key} | {statistics.median(vals):,} | {len(vals)} |")
+            print(f"| {key} | {statistics.median(vals):,} | {len(vals)}: {' / '.join(f'{v:,}' for v in vals)} |")

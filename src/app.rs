@@ -89,6 +89,7 @@ impl Server {
                 watched: config.watched_interval(),
                 sweep: std::time::Duration::from_secs(config.poll_sweep_interval),
                 dnd: std::time::Duration::from_secs(config.poll_dnd_interval),
+                unwatched_presence: config.poll_unwatched_presence,
             },
             pool: Arc::new(Semaphore::new(config.poll_workers)),
         };

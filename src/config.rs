@@ -131,6 +131,13 @@ pub struct Config {
     #[arg(long, env = "CHEX_POLL_WATCHED_INTERVAL", default_value_t = 30)]
     pub poll_watched_interval: u64,
 
+    /// Whether presence budget left over after watched people goes to everyone else, oldest poll
+    /// first. Off, only watched people are polled: history then holds presence only for people
+    /// someone had on screen, and the workspace's `users.getPresence` budget stays free for other
+    /// apps sharing it.
+    #[arg(long, env = "CHEX_POLL_UNWATCHED_PRESENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub poll_unwatched_presence: bool,
+
     /// Seconds between full `users.list` sweeps of a workspace (profiles, custom status).
     #[arg(long, env = "CHEX_POLL_SWEEP_INTERVAL", default_value_t = 300)]
     pub poll_sweep_interval: u64,
@@ -313,6 +320,7 @@ impl Config {
             slack_api_url: "http://127.0.0.1:9/api".into(),
             slack_rate_scale: 1.0,
             poll_watched_interval: 30,
+            poll_unwatched_presence: true,
             poll_sweep_interval: 300,
             poll_dnd_interval: 120,
             gmail_api_url: "http://127.0.0.1:9".into(),

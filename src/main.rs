@@ -44,6 +44,9 @@ enum Command {
     },
     /// Measure fan-out, latency, memory and the pipeline (docs/benchmarks.md).
     Bench(#[command(flatten)] chex::bench::BenchArgs),
+    /// The bench's reference server (`--scenario floor` starts it): not for use on its own.
+    #[command(hide = true)]
+    BenchFloor,
     /// Manage the database schema.
     Migrate {
         #[command(subcommand)]
@@ -291,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             chex::bench::run(args).await?;
             Ok(())
         }
+        Command::BenchFloor => chex::bench::serve_floor(),
         Command::Token {
             action:
                 TokenAction::Issue {

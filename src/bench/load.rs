@@ -349,9 +349,8 @@ impl Driver {
         });
     }
 
-    /// Sends `rate` changes per second for `secs`, open loop: the schedule is fixed in advance
-    /// and a late tick sends everything due, so a slow server cannot slow the sender down.
-    /// `pick(n)` chooses the user of the n-th change. Returns changes sent per user.
+    /// Sends `rate` changes per second for `secs` (see [`open_loop`]); `pick(n)` chooses the user
+    /// of the n-th change. Returns changes sent per user.
     pub async fn drive(
         &self,
         rate: f64,
@@ -359,21 +358,30 @@ impl Driver {
         mut pick: impl FnMut(u64) -> usize,
     ) -> Vec<u64> {
         let mut per_user = vec![0u64; self.users.len()];
-        let total = (rate * secs).round() as u64;
-        let start = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let mut n = 0u64;
-        while n < total {
-            tick.tick().await;
-            let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
-            while n < due {
-                let idx = pick(n);
-                per_user[idx] += 1;
-                self.fire(idx, self.sent.fetch_add(1, Ordering::Relaxed));
-                n += 1;
-            }
-        }
+        open_loop(rate, secs, |n| {
+            let idx = pick(n);
+            per_user[idx] += 1;
+            self.fire(idx, self.sent.fetch_add(1, Ordering::Relaxed));
+        })
+        .await;
         per_user
+    }
+}
+
+/// Calls `fire(n)` `rate` times a second for `secs`, open loop: the schedule is fixed in advance
+/// and a late tick fires everything due, so a slow server cannot slow the sender down.
+pub async fn open_loop(rate: f64, secs: f64, mut fire: impl FnMut(u64)) {
+    let total = (rate * secs).round() as u64;
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut n = 0u64;
+    while n < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
+        while n < due {
+            fire(n);
+            n += 1;
+        }
     }
 }

@@ -5,7 +5,10 @@
 //! ingestion path: signed Slack Events API `user_change` posts, each stamped with its send time in
 //! the status text; every subscriber times every frame it receives. Sending is open-loop: the
 //! schedule is fixed in advance, so a slow server shows up as latency, not as a slower sender.
+//! The `floor` scenario swaps Chex for a bare writer (`floor.rs`) under the same load, so a figure
+//! can be read as a ratio to what the machine itself allows.
 
+mod floor;
 mod histogram;
 mod load;
 mod server;
@@ -16,9 +19,10 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::demo::DEMO_TEAM;
-use load::{Driver, Phase, Subscribers};
+use load::{Driver, Phase, Seen, Subscribers};
 use server::ServerProcess;
 
+pub use floor::serve as serve_floor;
 pub use histogram::Histogram;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub enum Scenario {
     Idle,
     /// A full sweep of a large workspace, and batched history writes on SQLite and PostgreSQL.
     Pipeline,
+    /// The team scenario against a bare server that only writes frames: this machine's floor.
+    Floor,
 }
 
 #[derive(clap::Args, Debug)]
@@ -125,6 +131,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     }
     let reports = match args.scenario {
         Scenario::Pipeline => pipeline(&args).await?,
+        Scenario::Floor => floor_run(&args).await?,
         _ => fanout(&args).await?,
     };
     for r in &reports {
@@ -201,7 +208,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = srv.rss();
     let n = subs.count();
-    let base = Report {
+    let mut base = Report {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         subscribers: n,
         topics: topic_count,
@@ -211,10 +218,9 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         ..Default::default()
     };
     if args.scenario == Scenario::Idle {
-        let mut r = base;
-        r.rss_peak_mb = srv.rss_peak() as f64 / MB;
+        base.rss_peak_mb = srv.rss_peak() as f64 / MB;
         subs.finish().await?;
-        return Ok(vec![r]);
+        return Ok(vec![base]);
     }
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -223,6 +229,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
         let failed_before = driver.failed.load(std::sync::atomic::Ordering::Relaxed);
         let cpu0 = srv.cpu();
+        let client0 = server::cpu_of(std::process::id());
         let counters0 = server_counters(&srv, &http).await?;
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
@@ -243,22 +250,9 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::Users => sent,
             _ => sent * n as u64,
         };
-        // Drain: until everything expected arrived, or nothing more arrives for 3 s.
-        let mut last = (before, Instant::now());
-        loop {
-            let got = subs.received.load(std::sync::atomic::Ordering::Relaxed);
-            if got - before >= expected {
-                break;
-            }
-            if got != last.0 {
-                last = (got, Instant::now());
-            } else if last.1.elapsed() > Duration::from_secs(3) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        subs.set_phase(Phase::Idle);
+        drain(&subs, before, expected).await;
         let cpu = srv.cpu().saturating_sub(cpu0);
+        let client_cpu = server::cpu_of(std::process::id()).saturating_sub(client0);
         // What the server itself counted over the step: tells an event that was late (received
         // and committed, not delivered within the drain) from one that was lost.
         let mut server = serde_json::Map::new();
@@ -268,54 +262,148 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         {
             server.insert(format!("server_{name}"), (after - before).into());
         }
-        steps.push((
+        steps.push(StepRecord {
             rate,
             sent,
             expected,
             started_us,
             cpu,
-            driver.failed.load(std::sync::atomic::Ordering::Relaxed) - failed_before,
+            client_cpu,
+            failed: driver.failed.load(std::sync::atomic::Ordering::Relaxed) - failed_before,
             server,
-        ));
+        });
         // A quiet second between steps, so one step's tail is not the next one's start.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let rss_peak = srv.rss_peak();
+    base.rss_peak_mb = srv.rss_peak() as f64 / MB;
     let seen = subs.finish().await?;
+    Ok(step_reports(&base, steps, &seen))
+}
+
+/// One step as the load generator saw it from the sending side.
+struct StepRecord {
+    rate: f64,
+    sent: u64,
+    expected: u64,
+    started_us: u64,
+    /// The server's CPU over the step.
+    cpu: Duration,
+    /// The load generator's (this process's) CPU over the step: it shares the server's cores.
+    client_cpu: Duration,
+    failed: u64,
+    /// The server's own counters over the step.
+    server: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Waits until everything expected arrived, or nothing more arrived for 3 s; then stops recording.
+async fn drain(subs: &Subscribers, before: u64, expected: u64) {
+    let mut last = (before, Instant::now());
+    loop {
+        let got = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+        if got - before >= expected {
+            break;
+        }
+        if got != last.0 {
+            last = (got, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    subs.set_phase(Phase::Idle);
+}
+
+/// A report per step: what was sent (`steps`) against what the subscribers saw (`seen`), with the
+/// run's connection figures from `base`.
+fn step_reports(base: &Report, steps: Vec<StepRecord>, seen: &Seen) -> Vec<Report> {
     let mut reports = Vec::new();
-    for (k, (rate, sent, expected, started_us, cpu, failed, server)) in
-        steps.into_iter().enumerate()
-    {
+    for (k, st) in steps.into_iter().enumerate() {
         let step = seen.steps.get(k).cloned().unwrap_or_default();
         let delivered = step.latencies.count();
-        let secs = (step.last_us.saturating_sub(started_us) as f64 / 1e6).max(1e-3);
-        let mut r = Report {
-            rate,
-            sent,
-            expected,
+        let secs = (step.last_us.saturating_sub(st.started_us) as f64 / 1e6).max(1e-3);
+        let mut extra = st.server;
+        extra.insert(
+            "client_cpu_us_per_delivery".into(),
+            round3(st.client_cpu.as_micros() as f64 / delivered.max(1) as f64).into(),
+        );
+        reports.push(Report {
+            scenario: base.scenario.clone(),
+            subscribers: base.subscribers,
+            topics: base.topics,
+            rate: st.rate,
+            sent: st.sent,
+            expected: st.expected,
             delivered,
-            lost: expected as i64 - delivered as i64,
+            lost: st.expected as i64 - delivered as i64,
             resyncs: seen.resyncs,
-            send_failures: failed,
+            send_failures: st.failed,
             deliveries_per_sec: delivered as f64 / secs,
             p50_ms: step.latencies.quantile_us(0.5) as f64 / 1000.0,
             p90_ms: step.latencies.quantile_us(0.9) as f64 / 1000.0,
             p99_ms: step.latencies.quantile_us(0.99) as f64 / 1000.0,
             max_ms: step.latencies.max_us() as f64 / 1000.0,
-            rss_peak_mb: rss_peak as f64 / MB,
-            cpu_us_per_delivery: cpu.as_micros() as f64 / delivered.max(1) as f64,
-            extra: server,
-            ..Default::default()
-        };
-        r.scenario = base.scenario.clone();
-        r.subscribers = base.subscribers;
-        r.topics = base.topics;
-        r.rss_base_mb = base.rss_base_mb;
-        r.rss_idle_mb = base.rss_idle_mb;
-        r.rss_per_conn_kb = base.rss_per_conn_kb;
-        reports.push(r);
+            rss_base_mb: base.rss_base_mb,
+            rss_idle_mb: base.rss_idle_mb,
+            rss_peak_mb: base.rss_peak_mb,
+            rss_per_conn_kb: base.rss_per_conn_kb,
+            cpu_us_per_delivery: st.cpu.as_micros() as f64 / delivered.max(1) as f64,
+            extra,
+        });
     }
-    Ok(reports)
+    reports
+}
+
+/// The floor (`floor.rs`): the team scenario's subscribers and schedule against a bare server
+/// that only writes, for a ratio against Chex from the same machine.
+async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
+    let mut floor = floor::FloorProcess::spawn()?;
+    let topics = vec![format!("team:{DEMO_TEAM}"); args.subscribers];
+    let subs = Subscribers::open(&floor.ws, "floor", topics).await?;
+    let n = subs.count();
+    let base = Report {
+        scenario: "floor".into(),
+        subscribers: n,
+        topics: 1,
+        ..Default::default()
+    };
+    let mut steps = Vec::new();
+    for (k, &rate) in args.rates.iter().enumerate() {
+        let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+        let cpu0 = server::cpu_of(floor.pid());
+        let client0 = server::cpu_of(std::process::id());
+        let started_us = load::now_us();
+        subs.set_phase(Phase::Measure(k));
+        let mut last = 0;
+        let mut sent = 0;
+        let mut failed = None;
+        load::open_loop(rate, args.duration, |_| {
+            // Unique stamps, as the Slack driver's: no two changes carry the same one.
+            last = load::now_us().max(last + 1);
+            match floor.change(last) {
+                Ok(()) => sent += 1,
+                Err(e) => failed = Some(e),
+            }
+        })
+        .await;
+        if let Some(e) = failed {
+            bail!("the floor server stopped taking changes: {e}");
+        }
+        let expected = sent * n as u64;
+        drain(&subs, before, expected).await;
+        steps.push(StepRecord {
+            rate,
+            sent,
+            expected,
+            started_us,
+            cpu: server::cpu_of(floor.pid()).saturating_sub(cpu0),
+            client_cpu: server::cpu_of(std::process::id()).saturating_sub(client0),
+            failed: 0,
+            server: Default::default(),
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seen = subs.finish().await?;
+    Ok(step_reports(&base, steps, &seen))
 }
 
 use rand::{Rng, SeedableRng};
@@ -347,8 +435,17 @@ async fn server_counters(
 async fn pipeline(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     let http = reqwest::Client::new();
     let started = Instant::now();
-    // Sweeps back to back (1 s apart) so the second one can be timed on its own.
-    let srv = ServerProcess::spawn_with(args.users, None, &[("CHEX_POLL_SWEEP_INTERVAL", "1")])?;
+    // Sweeps back to back (1 s apart) so the second one can be timed on its own, and no presence
+    // polling of unwatched people (nobody watches here), which would otherwise fill the window
+    // with ~650 polls and their events: the figure is the sweep's.
+    let srv = ServerProcess::spawn_with(
+        args.users,
+        None,
+        &[
+            ("CHEX_POLL_SWEEP_INTERVAL", "1"),
+            ("CHEX_POLL_UNWATCHED_PRESENCE", "false"),
+        ],
+    )?;
     let cpu_start = srv.cpu();
     let sims_start = srv.sims_cpu();
     srv.wait_for_people(&http, args.users).await?;
@@ -356,7 +453,7 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     let cpu = srv.cpu().saturating_sub(cpu_start);
     let sims_cpu = srv.sims_cpu().saturating_sub(sims_start);
     // The steady sweep: from the end of one sweep to the end of the next (1 s of waiting and the
-    // background presence/DND trickle included).
+    // runtime's idle wake-ups included).
     let first = srv
         .wait_for_metric(&http, "chex_slack_sweeps_total", 1)
         .await?;

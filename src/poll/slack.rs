@@ -32,6 +32,8 @@ pub struct Intervals {
     pub watched: Duration,
     pub sweep: Duration,
     pub dnd: Duration,
+    /// Poll people nobody watches with the presence budget left over (`CHEX_POLL_UNWATCHED_PRESENCE`).
+    pub unwatched_presence: bool,
 }
 
 /// Everything a connection's loops share.
@@ -346,6 +348,7 @@ async fn presence_loop(conn: Arc<Conn>) {
                 view = WatchView::of(&people, &conn.ctx.watched);
             }
             next_presence(&people, &view, interval)
+                .filter(|(_, watched)| *watched || conn.ctx.intervals.unwatched_presence)
         };
         let Some((slack_id, watched)) = pick else {
             if !conn.sleep(Duration::from_millis(500)).await {

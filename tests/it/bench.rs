@@ -57,6 +57,31 @@ async fn team_fanout_delivers_every_change_to_every_subscriber() {
     }
 }
 
+/// The reference server gets the same subscribers and schedule, and must deliver as exactly.
+#[tokio::test]
+async fn the_floor_server_delivers_every_change_to_every_subscriber() {
+    let reports = tokio::task::spawn_blocking(|| {
+        bench(&[
+            "--scenario",
+            "floor",
+            "--subscribers",
+            "40",
+            "--rates",
+            "20",
+            "--duration",
+            "1",
+        ])
+    })
+    .await
+    .expect("bench");
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_nothing_lost(r);
+    assert_eq!(r["scenario"], "floor");
+    assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
+    assert!(r["extra"]["client_cpu_us_per_delivery"].is_number(), "{r}");
+}
+
 #[tokio::test]
 async fn per_user_topics_deliver_each_change_once() {
     let reports = tokio::task::spawn_blocking(|| {

@@ -195,3 +195,41 @@ async fn polling_5000_users_under_enforced_tiers_causes_no_429() {
         "no 429 with {list} users.list and {presence} users.getPresence calls"
     );
 }
+
+/// With `CHEX_POLL_UNWATCHED_PRESENCE=false` the presence budget is spent on watched people only:
+/// nothing is polled while nobody watches, and one watched person is polled at their interval
+/// (with it on, the same second polls everyone — hundreds of calls at this speed).
+#[tokio::test]
+async fn presence_polling_can_be_kept_to_watched_people() {
+    let app = TestApp::spawn_with(Options {
+        config: Box::new(|c| c.poll_unwatched_presence = false),
+        ..Default::default()
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let person = loop {
+        let (_, v) = app.get("/api/users?limit=1000").await;
+        if let Some(u) = v["users"]
+            .as_array()
+            .filter(|u| u.len() >= 9)
+            .and_then(|u| u.first())
+        {
+            break u["id"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no people: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.sim.calls("users.getPresence"), 0, "nobody is watched");
+
+    let id = person.as_i64().expect("id");
+    let _ws = crate::helpers::subscribed_to_person(&app, id).await;
+    app.wait_for_person(id, |u| u["status"]["presence"] != "unknown")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls = app.sim.calls("users.getPresence");
+    assert!(
+        (1..=6).contains(&calls),
+        "one watched person at a 1 s interval for ~2 s: {calls} calls"
+    );
+}

@@ -1,0 +1,205 @@
+//! The floor: what fan-out costs on this machine with nothing of Chex in the way.
+//!
+//! A bare server in a child process, one writer thread per core (as many as Chex's runtime has
+//! workers), accepts the same subscribers, answers their subscribe, and then, for each change,
+//! serializes one status frame the way the hub does and writes it to every socket with one
+//! blocking `write` each — no runtime, no channels, no parsing, no store. The subscribers are the
+//! bench's own, timing frames exactly as they time Chex's. So `chex p99 / floor p99` from one
+//! run says how much of a latency figure is Chex and how much is the kernel's loopback path and
+//! the load generator sharing the cores; across machines, only that ratio is comparable.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, now};
+
+/// The floor server as a child process (`chex bench-floor`), so that, like Chex's, its sockets
+/// and CPU are its own; killed on drop.
+pub struct FloorProcess {
+    child: Child,
+    stdin: ChildStdin,
+    pub ws: String,
+}
+
+impl FloorProcess {
+    pub fn spawn() -> anyhow::Result<FloorProcess> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("bench-floor")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().context("floor stdin")?;
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().context("floor stdout")?).read_line(&mut first)?;
+        let ws = first.trim().to_owned();
+        anyhow::ensure!(ws.starts_with("ws://"), "the floor server said {ws:?}");
+        Ok(FloorProcess { child, stdin, ws })
+    }
+
+    /// One change: the server writes a frame stamped `stamp` to every socket.
+    pub fn change(&mut self, stamp: u64) -> anyhow::Result<()> {
+        writeln!(self.stdin, "{stamp}")?;
+        Ok(self.stdin.flush()?)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for FloorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The floor server's body (`chex bench-floor`): prints its WebSocket URL, then takes one stamp
+/// per line on stdin; returns at end of input.
+pub fn serve() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    // std listens with a backlog of 128, and one thread accepts: the bench opens sockets 200 ahead
+    // of their replies, and an overflowing queue resets connections. Listening again resizes it.
+    // SAFETY: `listen` on a socket this function owns.
+    if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) } != 0 {
+        anyhow::bail!("listen: {}", std::io::Error::last_os_error());
+    }
+    println!("ws://{}/ws", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let mut stamps = Vec::new();
+    let mut lists = Vec::new();
+    // One writer per core, as tokio starts one worker per core for Chex.
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for _ in 0..writers {
+        let (tx, rx) = mpsc::channel::<u64>();
+        let sockets = Arc::new(Mutex::new(Vec::new()));
+        let mine = sockets.clone();
+        std::thread::Builder::new()
+            .name("chex-floor".into())
+            .spawn(move || write_loop(rx, mine))?;
+        stamps.push(tx);
+        lists.push(sockets);
+    }
+    std::thread::Builder::new()
+        .name("chex-floor-accept".into())
+        .spawn(move || accept_loop(listener, lists))?;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(stamp) = line?.trim().parse::<u64>() else {
+            continue;
+        };
+        for tx in &stamps {
+            let _ = tx.send(stamp);
+        }
+    }
+    Ok(())
+}
+
+/// Accepts subscribers, shakes hands, answers the subscribe, and hands the raw socket to a writer.
+fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>) {
+    let mut next = 0;
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        match subscribe(stream) {
+            Ok(raw) => {
+                if let Ok(mut l) = lists[next % lists.len()].lock() {
+                    l.push(raw);
+                }
+                next += 1;
+            }
+            Err(e) => eprintln!("floor: a subscriber failed its handshake: {e:#}"),
+        }
+    }
+}
+
+/// A subscribed socket; frames are written to it raw (`get_mut`), past tungstenite.
+type Peer = tungstenite::WebSocket<TcpStream>;
+
+fn subscribe(stream: TcpStream) -> anyhow::Result<Peer> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut ws = tungstenite::accept(stream).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let first = ws.read().context("reading the subscribe frame")?;
+    anyhow::ensure!(
+        first.to_text().is_ok_and(|t| t.contains("\"subscribe\"")),
+        "expected a subscribe frame"
+    );
+    ws.send(Message::text(
+        r#"{"type":"subscribed","id":"b","snapshot":[]}"#,
+    ))?;
+    ws.flush()?;
+    Ok(ws)
+}
+
+fn write_loop(stamps: mpsc::Receiver<u64>, sockets: Arc<Mutex<Vec<Peer>>>) {
+    let person = Arc::new(PersonCard {
+        id: 1,
+        organization_id: 1,
+        topic: PersonCard::topic_for(1),
+        team_id: Some(crate::demo::DEMO_TEAM.into()),
+        name: "floor".into(),
+        display_name: "Floor Reference".into(),
+        image_72: "https://avatars.example/floor_72.png".into(),
+    });
+    let topic = format!("team:{}", crate::demo::DEMO_TEAM);
+    let mut frame = Vec::new();
+    while let Ok(stamp) = stamps.recv() {
+        let event = StatusEvent {
+            id: stamp as i64,
+            person: person.clone(),
+            seq: stamp as i64,
+            status: Status {
+                text: format!("bench {stamp}"),
+                emoji: ":zap:".into(),
+                ..Status::default()
+            },
+            changed: vec![Field::Text, Field::Emoji],
+            previous: Default::default(),
+            observed_at: now(),
+            source: Source::Slack,
+        };
+        ws_text_frame(&event.to_json(&topic), &mut frame);
+        let Ok(mut list) = sockets.lock() else { return };
+        // A socket that fails (its subscriber closed) is dropped from the list.
+        list.retain_mut(|s| s.get_mut().write_all(&frame).is_ok());
+    }
+}
+
+/// An unmasked, final text frame (server to client), header and payload in one buffer.
+fn ws_text_frame(text: &str, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(0x81);
+    let n = text.len();
+    if n < 126 {
+        out.push(n as u8);
+    } else if n <= u16::MAX as usize {
+        out.push(126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_the_length_in_the_form_its_size_needs() {
+        let mut f = Vec::new();
+        ws_text_frame("hi", &mut f);
+        assert_eq!(f, b"\x81\x02hi");
+        ws_text_frame(&"x".repeat(300), &mut f);
+        assert_eq!(&f[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(f.len(), 304);
+    }
+}
