@@ -127,6 +127,7 @@ impl Server {
             workspaces: Arc::default(),
             http,
             gmail: rounds.gmail,
+            snapshots: Default::default(),
         });
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();

@@ -51,6 +51,8 @@ pub struct Shared {
     /// The sources' HTTP pool: a Jira site's credentials are checked with it on upload.
     pub http: reqwest::Client,
     pub gmail: crate::sources::gmail::GmailClient,
+    /// Team snapshots shared by subscribers arriving together (`topics::shared_snapshot`).
+    pub snapshots: super::topics::SnapshotCache,
 }
 
 /// How long a cached workspace is trusted; replacing or deleting a connection also clears it.

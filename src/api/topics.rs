@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
@@ -153,4 +154,45 @@ pub async fn snapshot(
         entries,
         through,
     })
+}
+
+/// Team snapshots shared by a burst of subscribers, per (topic, organization).
+pub type SnapshotCache = dashmap::DashMap<(String, i64), (Instant, Arc<Snapshot>)>;
+
+/// How long one read of a team may be handed out. Long enough for a burst (a deploy reconnects
+/// every dashboard within a few seconds: thousands of identical reads of the same team, and the
+/// allocations of each left holes between the sockets' long-lived state); short, because a
+/// change to a person's card (a new name or avatar) without a status event does not invalidate
+/// it.
+const SHARE_FOR: Duration = Duration::from_secs(2);
+
+/// A topic's snapshot for a caller already subscribed to it: a team's is one read shared by
+/// everyone subscribing within [`SHARE_FOR`], unless something was published on the topic after
+/// that read (the hub's watermark is above the snapshot's highest id), which forces a fresh one.
+pub async fn shared_snapshot(
+    s: &AppState,
+    topic: &str,
+    parsed: &Topic,
+    org: i64,
+) -> Result<Arc<Snapshot>, String> {
+    if !matches!(parsed, Topic::Team(_)) {
+        return snapshot(s, topic, parsed, org).await.map(Arc::new);
+    }
+    let key = (topic.to_owned(), org);
+    let hit = s
+        .snapshots
+        .get(&key)
+        .filter(|h| h.0.elapsed() < SHARE_FOR)
+        .map(|h| h.1.clone());
+    if let Some(hit) = hit
+        && s.hub.watermark(topic).is_some_and(|w| w <= hit.through)
+    {
+        return Ok(hit);
+    }
+    let read_at = Instant::now();
+    let fresh = Arc::new(snapshot(s, topic, parsed, org).await?);
+    // Expired reads go now, so a large team's snapshot is not held past its window.
+    s.snapshots.retain(|_, h| h.0.elapsed() < SHARE_FOR);
+    s.snapshots.insert(key, (read_at, fresh.clone()));
+    Ok(fresh)
 }

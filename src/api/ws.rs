@@ -196,7 +196,7 @@ struct Subscribed<'a> {
     kind: &'static str,
     id: Option<&'a Value>,
     topics: &'a [String],
-    snapshot: &'a [Box<serde_json::value::RawValue>],
+    snapshot: &'a [&'a serde_json::value::RawValue],
     #[serde(skip_serializing_if = "Option::is_none")]
     recovered: Option<&'a serde_json::Map<String, Value>>,
 }
@@ -438,29 +438,25 @@ impl Session {
                 self.subs.push(self.s.hub.subscribe(t));
             }
         }
-        let mut snapshot = Vec::new();
+        // Shared: a team's snapshot may be the one read for everyone subscribing to it just now.
+        let mut snaps = Vec::with_capacity(parsed.len());
         let mut replay: Vec<Message> = Vec::new();
         let mut recovered = serde_json::Map::new();
         for (topic, p) in &parsed {
-            let snap = topics::snapshot(&self.s, topic, p, self.org).await;
-            let topics::Snapshot {
-                people,
-                latest,
-                entries,
-                through,
-            } = match snap {
+            let snap = match topics::shared_snapshot(&self.s, topic, p, self.org).await {
                 Ok(x) => x,
                 Err(e) => return self.reply(error_frame(id.as_ref(), "internal", &e)).await,
             };
             if let Some(sub) = self.subs.iter_mut().find(|s| s.topic() == topic) {
-                sub.skip_through(through);
+                sub.skip_through(snap.through);
             }
-            snapshot.extend(entries);
+            snaps.push(snap.clone());
             if since.is_empty() {
                 continue;
             }
+            let (people, latest) = (&snap.people, &snap.latest);
             let mut all_ok = true;
-            for card in &people {
+            for card in people {
                 let Some(&from) = since.get(&card.topic) else {
                     continue;
                 };
@@ -490,6 +486,10 @@ impl Session {
             }
             recovered.insert(topic.clone(), json!(all_ok));
         }
+        let snapshot: Vec<&serde_json::value::RawValue> = snaps
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|e| &**e))
+            .collect();
         let entries = snapshot.len();
         let reply = Subscribed {
             kind: "subscribed",
@@ -570,7 +570,7 @@ impl Session {
                 let Some(parsed) = Topic::parse(&topic) else {
                     return Flow::Continue;
                 };
-                let snap = topics::snapshot(&self.s, &topic, &parsed, self.org)
+                let snap = topics::shared_snapshot(&self.s, &topic, &parsed, self.org)
                     .await
                     .unwrap_or_default();
                 if let Some(sub) = self.subs.get_mut(idx) {

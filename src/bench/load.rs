@@ -57,11 +57,14 @@ pub struct Subscribers {
     pub received: Arc<AtomicU64>,
 }
 
-/// A local source address for connection `i`: 20,000 per 127.0.0.x so that past ~28k
-/// connections the ephemeral ports of one source address do not run out.
+/// A local source address for connection `i`: 20,000 per address so that past ~28k connections
+/// the ephemeral ports of one source address do not run out, and a block of addresses of its own
+/// per run (127.x.0.y, x from the process id): a run right after another of 19,000 sockets found
+/// that run's ports still in TIME_WAIT on 127.0.0.1 and failed to bind.
 fn source_addr(i: usize) -> SocketAddr {
+    let run = (std::process::id() % 250) as u8 + 1;
     SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / 20_000) as u8)),
+        IpAddr::V4(Ipv4Addr::new(127, run, 0, 1 + (i / 20_000) as u8)),
         0,
     )
 }

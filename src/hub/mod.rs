@@ -12,6 +12,7 @@ mod broker;
 pub use broker::{Broker, LocalBroker};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::broadcast;
@@ -50,8 +51,17 @@ pub struct Hub {
 struct Inner {
     /// Never hold a guard of this map across an `.await`: a shard lock held while parked would
     /// block every other topic in the shard.
-    topics: DashMap<String, broadcast::Sender<Delivery>>,
+    topics: DashMap<String, Channel>,
+    /// The highest event id handed to [`Hub::deliver`], on any topic.
+    published: AtomicI64,
     broker: Box<dyn Broker>,
+}
+
+/// One topic's channel.
+struct Channel {
+    tx: broadcast::Sender<Delivery>,
+    /// See [`Hub::watermark`].
+    watermark: AtomicI64,
 }
 
 impl Default for Hub {
@@ -65,6 +75,7 @@ impl Hub {
         Hub {
             inner: Arc::new(Inner {
                 topics: DashMap::new(),
+                published: AtomicI64::new(0),
                 broker,
             }),
         }
@@ -78,9 +89,14 @@ impl Hub {
 
     /// Hands an event to local subscribers only (events from other nodes come in here).
     pub fn deliver(&self, event: &StatusEvent) {
+        // Before the topics are looked up: a channel made meanwhile starts its watermark here.
+        self.inner.published.fetch_max(event.id, Ordering::SeqCst);
         for topic in event.person.topics() {
             // Clone the sender out so no shard guard is held while serializing.
-            let Some(tx) = self.inner.topics.get(&topic).map(|t| t.clone()) else {
+            let Some(tx) = self.inner.topics.get(&topic).map(|t| {
+                t.watermark.fetch_max(event.id, Ordering::SeqCst);
+                t.tx.clone()
+            }) else {
                 continue;
             };
             if tx.receiver_count() == 0 {
@@ -102,7 +118,7 @@ impl Hub {
     /// Subscribes to `topic`; dropping the subscription unsubscribes.
     pub fn subscribe(&self, topic: &str) -> Subscription {
         let rx = match self.inner.topics.entry(topic.to_owned()) {
-            dashmap::Entry::Occupied(e) => e.get().subscribe(),
+            dashmap::Entry::Occupied(e) => e.get().tx.subscribe(),
             dashmap::Entry::Vacant(e) => {
                 let capacity = if topic.starts_with("user:") {
                     USER_CHANNEL_CAPACITY
@@ -110,7 +126,9 @@ impl Hub {
                     CHANNEL_CAPACITY
                 };
                 let (tx, rx) = broadcast::channel(capacity);
-                e.insert(tx);
+                // Whatever was published before the channel existed counts as published on it.
+                let watermark = AtomicI64::new(self.inner.published.load(Ordering::SeqCst));
+                e.insert(Channel { tx, watermark });
                 METRICS.hub_topics.inc();
                 rx
             }
@@ -134,8 +152,20 @@ impl Hub {
         self.inner
             .topics
             .get(topic)
-            .map(|t| t.receiver_count())
+            .map(|t| t.tx.receiver_count())
             .unwrap_or(0)
+    }
+
+    /// An upper bound on the ids of events published on `topic` so far: the highest id delivered
+    /// on it since its channel was made, or on any topic before that (`None` when it has no
+    /// channel). A snapshot read earlier whose highest id is at or above it holds everything a
+    /// subscriber of the topic has not been sent live, so it may be handed to a new subscriber
+    /// instead of a fresh read (ids grow in commit order: see [`Subscription::skip_through`]).
+    pub fn watermark(&self, topic: &str) -> Option<i64> {
+        self.inner
+            .topics
+            .get(topic)
+            .map(|t| t.watermark.load(Ordering::SeqCst))
     }
 
     /// The narrow view the poller gets: who is being watched, nothing else.
@@ -150,7 +180,7 @@ impl Hub {
         if self
             .inner
             .topics
-            .remove_if(topic, |_, tx| tx.receiver_count() == 0)
+            .remove_if(topic, |_, t| t.tx.receiver_count() == 0)
             .is_some()
         {
             METRICS.hub_topics.dec();
@@ -255,7 +285,7 @@ impl Watched {
             .inner
             .topics
             .iter()
-            .filter(|t| t.value().receiver_count() > 0)
+            .filter(|t| t.value().tx.receiver_count() > 0)
             .filter_map(|t| t.key().strip_prefix("user:")?.parse().ok())
             .collect()
     }
@@ -353,6 +383,28 @@ mod tests {
             team.try_recv(),
             Err(broadcast::error::TryRecvError::Empty)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_watermark_covers_what_was_published_before_and_on_a_topic() {
+        let hub = Hub::default();
+        assert_eq!(hub.watermark("team:T1"), None, "no channel, no watermark");
+        // Published while nobody listened: a channel made later starts above it.
+        hub.publish(&event(1, 5, Some("T1")));
+        let _team = hub.subscribe("team:T1");
+        assert_eq!(hub.watermark("team:T1"), Some(5));
+        // Another team's event does not move this channel's watermark...
+        hub.publish(&event(2, 6, Some("T2")));
+        assert_eq!(hub.watermark("team:T1"), Some(5));
+        // ...its own does.
+        hub.publish(&event(1, 7, Some("T1")));
+        assert_eq!(hub.watermark("team:T1"), Some(7));
+        let _user = hub.subscribe("user:2");
+        assert_eq!(
+            hub.watermark("user:2"),
+            Some(7),
+            "new channels start at the global mark"
+        );
     }
 
     #[tokio::test]

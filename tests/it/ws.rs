@@ -476,3 +476,57 @@ async fn ten_thousand_subscribe_requests_are_each_answered() {
         }
     }
 }
+
+/// A burst of subscribers to a team shares one read of it (a deploy reconnects every dashboard at
+/// once), but a subscriber arriving after a change was published gets a fresh read holding it:
+/// a shared snapshot is never older than what the socket was not sent live.
+#[tokio::test]
+async fn a_team_snapshot_is_shared_by_a_burst_but_never_older_than_a_change() {
+    let app = TestApp::spawn_with(Options {
+        users: 4,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(4).await;
+    let team = format!("team:{TEAM}");
+    let key = (team.clone(), app.org_id);
+    let read_at = || app.server.state.snapshots.get(&key).map(|e| e.0);
+    async fn subscribe(app: &TestApp, team: &str) -> (crate::helpers::Ws, serde_json::Value) {
+        let mut ws = app.connect(Some(&app.token)).await;
+        send(&mut ws, json!({"type": "subscribe", "topics": [team]})).await;
+        let v = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+        (ws, v["snapshot"].clone())
+    }
+
+    let (mut first, snap_a) = subscribe(&app, &team).await;
+    let read = read_at().expect("the first subscriber's read is kept");
+    let (_second, snap_b) = subscribe(&app, &team).await;
+    assert_eq!(
+        read_at(),
+        Some(read),
+        "the second subscriber used the same read"
+    );
+    assert_eq!(snap_a, snap_b);
+
+    let p = &people[0];
+    let slack_id = p["slack_id"].as_str().expect("slack id");
+    app.sim
+        .set_status(TEAM, slack_id, "after the burst", ":new:", 0)
+        .await;
+    // Published: the first socket has it live.
+    recv_until(&mut first, |v| v["status"]["text"] == "after the burst").await;
+    let (_third, snap_c) = subscribe(&app, &team).await;
+    assert_ne!(
+        read_at(),
+        Some(read),
+        "a change since the shared read forces a new one"
+    );
+    let entry = snap_c
+        .as_array()
+        .expect("snapshot")
+        .iter()
+        .find(|e| e["user"]["id"] == p["id"])
+        .cloned()
+        .expect("the person is in the snapshot");
+    assert_eq!(entry["status"]["text"], "after the burst", "{entry}");
+}
