@@ -165,28 +165,21 @@ fn write_loop(stamps: mpsc::Receiver<u64>, sockets: Arc<Mutex<Vec<Peer>>>) {
             observed_at: now(),
             source: Source::Slack,
         };
-        ws_text_frame(&event.to_json(&topic), &mut frame);
+        ws_text_frame(event.to_json(&topic), &mut frame);
         let Ok(mut list) = sockets.lock() else { return };
         // A socket that fails (its subscriber closed) is dropped from the list.
         list.retain_mut(|s| s.get_mut().write_all(&frame).is_ok());
     }
 }
 
-/// An unmasked, final text frame (server to client), header and payload in one buffer.
-fn ws_text_frame(text: &str, out: &mut Vec<u8>) {
+/// An unmasked, final text frame (server to client), header and payload in one buffer, encoded
+/// by tungstenite as Chex's own frames are.
+fn ws_text_frame(text: String, out: &mut Vec<u8>) {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
     out.clear();
-    out.push(0x81);
-    let n = text.len();
-    if n < 126 {
-        out.push(n as u8);
-    } else if n <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    out.extend_from_slice(text.as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = Frame::message(text, OpCode::Data(Data::Text), true).format(out);
 }
 
 #[cfg(test)]
@@ -196,9 +189,9 @@ mod tests {
     #[test]
     fn frames_carry_the_length_in_the_form_its_size_needs() {
         let mut f = Vec::new();
-        ws_text_frame("hi", &mut f);
+        ws_text_frame("hi".into(), &mut f);
         assert_eq!(f, b"\x81\x02hi");
-        ws_text_frame(&"x".repeat(300), &mut f);
+        ws_text_frame("x".repeat(300), &mut f);
         assert_eq!(&f[..4], &[0x81, 126, 1, 44]);
         assert_eq!(f.len(), 304);
     }

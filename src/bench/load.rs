@@ -19,6 +19,18 @@ use crate::sources::slack::events::sign;
 /// Marks a bench change in a status text: `bench <send time in µs since the epoch>`.
 const STAMP: &str = "\"text\":\"bench ";
 
+/// The send time to stamp a change with, above every stamp `last` has handed out: stamps are
+/// unique, so no change repeats the status it replaces.
+pub fn unique_stamp(last: &AtomicU64) -> u64 {
+    let now = now_us();
+    let prev = last.fetch_max(now, Ordering::Relaxed);
+    if prev >= now {
+        last.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        now
+    }
+}
+
 pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -316,13 +328,7 @@ impl Driver {
     /// Changes user `idx`'s status text to a send-time stamp, without waiting for the answer.
     fn fire(&self, idx: usize, counter: u64) {
         let mut user = self.users[idx].clone();
-        let now = now_us();
-        let prev = self.last_stamp.fetch_max(now, Ordering::Relaxed);
-        let stamp = if prev >= now {
-            self.last_stamp.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
-            now
-        };
+        let stamp = unique_stamp(&self.last_stamp);
         user["profile"]["status_text"] = json!(format!("bench {stamp}"));
         user["profile"]["status_emoji"] = json!(":zap:");
         let now = stamp / 1_000_000;

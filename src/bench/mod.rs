@@ -373,13 +373,11 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let client0 = server::cpu_of(std::process::id());
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
-        let mut last = 0;
+        let last = std::sync::atomic::AtomicU64::new(0);
         let mut sent = 0;
         let mut failed = None;
         load::open_loop(rate, args.duration, |_| {
-            // Unique stamps, as the Slack driver's: no two changes carry the same one.
-            last = load::now_us().max(last + 1);
-            match floor.change(last) {
+            match floor.change(load::unique_stamp(&last)) {
                 Ok(()) => sent += 1,
                 Err(e) => failed = Some(e),
             }

@@ -264,16 +264,17 @@ pub async fn recv_until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// A socket of the admin's subscribed to `topic`, with its `subscribed` reply.
+pub async fn subscribed_to(app: &TestApp, topic: &str) -> (Ws, Value) {
+    let mut ws = app.connect(Some(&app.token)).await;
+    send(&mut ws, json!({"type": "subscribe", "topics": [topic]})).await;
+    let reply = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
+    (ws, reply)
+}
+
 /// A socket of the admin's subscribed to person `id`'s topic.
 pub async fn subscribed_to_person(app: &TestApp, id: i64) -> Ws {
-    let mut ws = app.connect(Some(&app.token)).await;
-    send(
-        &mut ws,
-        json!({"type": "subscribe", "topics": [format!("user:{id}")]}),
-    )
-    .await;
-    recv_until(&mut ws, |v| v["type"] == "subscribed").await;
-    ws
+    subscribed_to(app, &format!("user:{id}")).await.0
 }
 
 /// The next status frame whose `changed` names `field`.

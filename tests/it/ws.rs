@@ -6,7 +6,9 @@ use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Options, TEAM, TestApp, close_code, recv, recv_change, recv_until, send};
+use crate::helpers::{
+    Options, TEAM, TestApp, close_code, recv, recv_change, recv_until, send, subscribed_to,
+};
 
 async fn upgrade_status(app: &TestApp, query: &str, header: Option<&str>) -> u16 {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -491,22 +493,16 @@ async fn a_team_snapshot_is_shared_by_a_burst_but_never_older_than_a_change() {
     let team = format!("team:{TEAM}");
     let key = (team.clone(), app.org_id);
     let read_at = || app.server.state.snapshots.get(&key).map(|e| e.0);
-    async fn subscribe(app: &TestApp, team: &str) -> (crate::helpers::Ws, serde_json::Value) {
-        let mut ws = app.connect(Some(&app.token)).await;
-        send(&mut ws, json!({"type": "subscribe", "topics": [team]})).await;
-        let v = recv_until(&mut ws, |v| v["type"] == "subscribed").await;
-        (ws, v["snapshot"].clone())
-    }
 
-    let (mut first, snap_a) = subscribe(&app, &team).await;
+    let (mut first, reply_a) = subscribed_to(&app, &team).await;
     let read = read_at().expect("the first subscriber's read is kept");
-    let (_second, snap_b) = subscribe(&app, &team).await;
+    let (_second, reply_b) = subscribed_to(&app, &team).await;
     assert_eq!(
         read_at(),
         Some(read),
         "the second subscriber used the same read"
     );
-    assert_eq!(snap_a, snap_b);
+    assert_eq!(reply_a["snapshot"], reply_b["snapshot"]);
 
     let p = &people[0];
     let slack_id = p["slack_id"].as_str().expect("slack id");
@@ -515,13 +511,13 @@ async fn a_team_snapshot_is_shared_by_a_burst_but_never_older_than_a_change() {
         .await;
     // Published: the first socket has it live.
     recv_until(&mut first, |v| v["status"]["text"] == "after the burst").await;
-    let (_third, snap_c) = subscribe(&app, &team).await;
+    let (_third, reply_c) = subscribed_to(&app, &team).await;
     assert_ne!(
         read_at(),
         Some(read),
         "a change since the shared read forces a new one"
     );
-    let entry = snap_c
+    let entry = reply_c["snapshot"]
         .as_array()
         .expect("snapshot")
         .iter()
