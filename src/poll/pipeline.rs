@@ -1,11 +1,11 @@
 //! Change detection and persist-then-publish.
 //!
 //! One task owns every person's current status, so detection needs no locks and seqs cannot race.
-//! It drains observations into a batch (up to [`MAX_BATCH`] or [`FLUSH_AFTER`], whichever comes
-//! first), commits the batch in one transaction, and only then hands the events to the hub: a
-//! client never sees an event that history does not hold. A failed commit is retried with backoff;
-//! the observations stay queued meanwhile, so an acknowledged Slack event is not lost to a database
-//! hiccup.
+//! It drains observations into a batch (what queued while the last batch committed, or, when
+//! nothing had, what arrives within [`FLUSH_AFTER`]; at most [`MAX_BATCH`]), commits the batch in
+//! one transaction, and only then hands the events to the hub: a client never sees an event that
+//! history does not hold. A failed commit is retried with backoff; the observations stay queued
+//! meanwhile, so an acknowledged Slack event is not lost to a database hiccup.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,8 +105,18 @@ impl Writer {
             };
             let Some(first) = first else { break };
             push(first, &mut batch, &mut waiters);
+            // What queued while the last batch committed goes at once: waiting for more would
+            // only add to its latency (2 ms per batch, a sixth of the median at 8,000 changes/s).
+            // A quiet pipeline waits up to FLUSH_AFTER for company.
+            let mut backlog = false;
+            while batch.len() < MAX_BATCH
+                && let Ok(cmd) = rx.try_recv()
+            {
+                push(cmd, &mut batch, &mut waiters);
+                backlog = true;
+            }
             let deadline = Instant::now() + FLUSH_AFTER;
-            while batch.len() < MAX_BATCH {
+            while !backlog && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(cmd) => push(cmd, &mut batch, &mut waiters),
                     Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {

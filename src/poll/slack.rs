@@ -337,15 +337,15 @@ fn trackable(row: &PersonRow) -> bool {
 
 async fn presence_loop(conn: Arc<Conn>) {
     let interval = conn.ctx.intervals.watched;
-    let mut view = WatchView::of(&conn.people(), &conn.ctx.watched);
+    let mut view = WatchView::of(&mut conn.people(), &conn.ctx.watched);
     loop {
         if conn.stop.is_cancelled() {
             return;
         }
         let pick = {
-            let people = conn.people();
+            let mut people = conn.people();
             if !view.fresh() {
-                view = WatchView::of(&people, &conn.ctx.watched);
+                view = WatchView::of(&mut people, &conn.ctx.watched);
             }
             next_presence(&people, &view, interval)
                 .filter(|(_, watched)| *watched || conn.ctx.intervals.unwatched_presence)
