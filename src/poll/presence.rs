@@ -279,6 +279,35 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn people_watched_directly_are_polled_oldest_first_through_their_own_queue() {
+        let mut p = People::default();
+        for i in 1..=6 {
+            p.insert(format!("U{i}"), person(i, "T1"));
+        }
+        let interval = Duration::from_secs(30);
+        let v = view(&mut p, &[], &[2, 4, 6]);
+        let mut picked = Vec::new();
+        for _ in 0..3 {
+            let (id, watched) = next_presence(&p, &v, interval).expect("pick");
+            assert!(watched);
+            p.polled(&id);
+            picked.push(id);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(picked, ["U2", "U4", "U6"]);
+        // A sweep re-inserting U2 keeps it watched and where it was in the order.
+        let mut again = person(2, "T1");
+        again.last_presence = p["U2"].last_presence;
+        p.insert("U2".into(), again);
+        tokio::time::advance(interval).await;
+        assert_eq!(next_presence(&p, &v, interval), Some(("U2".into(), true)));
+        // Nobody watched any more: the direct queue empties with the next view.
+        let none = view(&mut p, &[], &[]);
+        assert!(p.direct.is_empty());
+        assert_eq!(next_presence(&p, &none, interval).map(|x| x.1), Some(false));
+    }
+
     #[test]
     fn reinserting_keeps_one_queue_entry_per_person() {
         let mut p = People::default();

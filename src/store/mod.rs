@@ -63,6 +63,9 @@ pub struct Store {
     /// the lock (its snapshot would be stale: SQLITE_BUSY at once, whatever the busy timeout).
     /// Write transactions therefore queue here first. PostgreSQL needs no such thing.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Set by each write transaction, cleared by [`checkpoints`]: an idle store is not
+    /// checkpointed four times a second for nothing.
+    wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How to open `url`: SQLite's pragmas, pool sizes (`max` connections, or the default).
@@ -118,6 +121,7 @@ async fn checkpoints(
     readers: DatabaseConnection,
     writer: DatabaseConnection,
     turn: std::sync::Weak<tokio::sync::Mutex<()>>,
+    wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -127,6 +131,9 @@ async fn checkpoints(
         if turn.strong_count() == 0 {
             return;
         }
+        if !wrote.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            continue;
+        }
         let mut done = readers.execute_unprepared(CHECKPOINT).await;
         if done.is_ok()
             && let Some(turn) = turn.upgrade()
@@ -135,6 +142,7 @@ async fn checkpoints(
             done = writer.execute_unprepared(CHECKPOINT).await;
         }
         if let Err(e) = done {
+            wrote.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(error = %e, "checkpointing the SQLite WAL failed; retrying");
         }
     }
@@ -180,12 +188,14 @@ impl Store {
             write_db,
             url: url.into(),
             writer: Default::default(),
+            wrote: Default::default(),
         };
         if sqlite_file {
             tokio::spawn(checkpoints(
                 store.db.clone(),
                 store.write_db.clone(),
                 std::sync::Arc::downgrade(&store.writer),
+                store.wrote.clone(),
             ));
         }
         Ok(store)
@@ -223,6 +233,7 @@ impl Store {
             return Ok((None, self.db.begin().await?));
         }
         let turn = self.writer.lock().await;
+        self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         let txn = self
             .write_db
             .begin_with_options(TransactionOptions {

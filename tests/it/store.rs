@@ -523,3 +523,67 @@ fn peer_port(fd: i32) -> Option<u16> {
         _ => None,
     }
 }
+
+/// A SQLite file's WAL is checkpointed and restarted while a writer appends without a pause, so it
+/// holds the last moments of writes rather than every page ever written (it grew to 560 MB over
+/// 200,000 appends when checkpoints could not restart it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_restarts_under_a_writer_that_never_pauses() {
+    let dir = std::env::temp_dir().join(format!("chex-wal-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}/chex.db?mode=rwc", dir.display());
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let (org, conn) = workspace(&store, "acme", "T1").await;
+    let records: Vec<SlackUserRecord> = (0..200)
+        .map(|i| SlackUserRecord {
+            slack_id: format!("U{i:04}"),
+            team_id: "T1".into(),
+            name: format!("u{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let people: Vec<i64> = store
+        .upsert_slack_users(conn, org, &records)
+        .await
+        .expect("upsert")
+        .iter()
+        .map(|p| p.person_id)
+        .collect();
+    let started = std::time::Instant::now();
+    let t0 = now();
+    let mut written = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let batch: Vec<NewEvent> = people
+            .iter()
+            .map(|&p| {
+                written += 1;
+                let presence = if written % 2 == 0 {
+                    Presence::Active
+                } else {
+                    Presence::Away
+                };
+                event(p, presence, t0 + chrono::Duration::milliseconds(written))
+            })
+            .collect();
+        store.append_events(&batch).await.expect("append");
+    }
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let (wal, db) = (size("chex.db-wal"), size("chex.db"));
+    assert_eq!(
+        store
+            .last_seqs(&people)
+            .await
+            .expect("seqs")
+            .values()
+            .sum::<i64>(),
+        written,
+        "every event is stored"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        wal < db,
+        "after {written} events the WAL is {wal} B and the database {db} B: the WAL never restarted"
+    );
+}
