@@ -96,9 +96,9 @@ pub struct Summary {
 const INSERT_CHUNK: usize = 1000;
 
 /// The rows of the next statement of an append, when `n` are left: [`INSERT_CHUNK`], or below it
-/// a power of two, so that appends of any size run a handful of statements sqlx has prepared before (its cache is
-/// keyed by SQL text, and a 70-row INSERT is another text than a 71-row one). Parsing a new text
-/// per batch was 8% of the SQLite writer's time with many small batches.
+/// a power of two, so that appends of any size run a handful of statements sqlx has prepared
+/// before (its cache is keyed by SQL text, and a 70-row INSERT is another text than a 71-row
+/// one). Parsing a new text per batch was 8% of the SQLite writer's time with many small batches.
 fn piece(n: usize) -> usize {
     if n >= INSERT_CHUNK {
         INSERT_CHUNK
@@ -109,7 +109,7 @@ fn piece(n: usize) -> usize {
 
 /// Splits `items` into pieces of [`piece`] sizes, in order.
 fn pieces<T>(items: Vec<T>) -> impl Iterator<Item = Vec<T>> {
-    let mut rest = items.into_iter().peekable();
+    let mut rest = items.into_iter();
     std::iter::from_fn(move || {
         let left = rest.len();
         (left > 0).then(|| rest.by_ref().take(piece(left)).collect())

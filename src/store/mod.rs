@@ -173,7 +173,7 @@ impl Store {
         let db = Database::connect(options(url, max)).await?;
         // SQLite discards a connection's whole page cache when another connection has written
         // since its last transaction, so appends rotating over a pool re-read history's pages from
-        // the OS on every batch (a users-scenario profile: a third of the SQLite writer's time).
+        // the OS on every batch (a users-scenario profile: ~7% of the server's CPU).
         // Writes take their turn anyway, so they get a connection of their own whose cache stays
         // warm. In-memory SQLite must stay on its one connection, and PostgreSQL has no such cost.
         let write_db = if sqlite_file {
