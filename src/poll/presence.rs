@@ -56,25 +56,30 @@ impl Deref for People {
 
 impl People {
     pub fn insert(&mut self, slack_id: String, t: Tracked) {
-        if let Some(old) = self.by_slack_id.get(&slack_id) {
-            self.queue.remove(&(old.last_presence, slack_id.clone()));
-            if self.direct.remove(&(old.last_presence, slack_id.clone())) {
-                self.direct.insert((t.last_presence, slack_id.clone()));
-            }
-            self.by_person.remove(&old.card.id);
-            if let Some(team) = old.card.team_id.as_deref()
-                && let Some(n) = self.teams.get_mut(team)
-            {
-                *n -= 1;
-                if *n == 0 {
-                    self.teams.remove(team);
+        let old = self
+            .by_slack_id
+            .get(&slack_id)
+            .map(|old| (old.last_presence, old.card.clone()));
+        match old {
+            Some((last, card)) => {
+                self.requeue(&slack_id, last, t.last_presence);
+                self.by_person.remove(&card.id);
+                if let Some(team) = card.team_id.as_deref()
+                    && let Some(n) = self.teams.get_mut(team)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.teams.remove(team);
+                    }
                 }
+            }
+            None => {
+                self.queue.insert((t.last_presence, slack_id.clone()));
             }
         }
         if let Some(team) = &t.card.team_id {
             *self.teams.entry(team.clone()).or_default() += 1;
         }
-        self.queue.insert((t.last_presence, slack_id.clone()));
         self.by_person.insert(t.card.id, slack_id.clone());
         self.by_slack_id.insert(slack_id, t);
     }
@@ -90,13 +95,20 @@ impl People {
     pub fn polled(&mut self, slack_id: &str) -> Option<(Arc<PersonCard>, Option<Instant>)> {
         let t = self.by_slack_id.get_mut(slack_id)?;
         let before = t.last_presence;
-        self.queue.remove(&(before, slack_id.to_owned()));
         t.last_presence = Some(Instant::now());
-        self.queue.insert((t.last_presence, slack_id.to_owned()));
-        if self.direct.remove(&(before, slack_id.to_owned())) {
-            self.direct.insert((t.last_presence, slack_id.to_owned()));
+        let (now, card) = (t.last_presence, t.card.clone());
+        self.requeue(slack_id, before, now);
+        Some((card, before))
+    }
+
+    /// Moves `slack_id` from its place at `from` to `to` in the poll queue, and in the queue of
+    /// people watched directly if it is there.
+    fn requeue(&mut self, slack_id: &str, from: Option<Instant>, to: Option<Instant>) {
+        self.queue.remove(&(from, slack_id.to_owned()));
+        self.queue.insert((to, slack_id.to_owned()));
+        if self.direct.remove(&(from, slack_id.to_owned())) {
+            self.direct.insert((to, slack_id.to_owned()));
         }
-        Some((t.card.clone(), before))
     }
 
     /// Marks who is watched through a topic of their own: exactly `ids`.

@@ -68,6 +68,12 @@ pub struct Store {
     wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// True for a SQLite URL of an in-memory database, which each connection would see a fresh copy
+/// of: it keeps to one connection, and has no WAL to checkpoint.
+fn sqlite_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// How to open `url`: SQLite's pragmas, pool sizes (`max` connections, or the default).
 fn options(url: &str, max: Option<u32>) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
@@ -75,7 +81,7 @@ fn options(url: &str, max: Option<u32>) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        if sqlite_in_memory(url) {
             opts.max_connections(1);
         } else {
             opts.max_connections(max.unwrap_or(4));
@@ -168,8 +174,7 @@ impl Store {
     }
 
     async fn connect_with(url: &str, max: Option<u32>) -> Result<Store> {
-        let sqlite_file = url.starts_with("sqlite:")
-            && !(url.contains(":memory:") || url.contains("mode=memory"));
+        let sqlite_file = url.starts_with("sqlite:") && !sqlite_in_memory(url);
         let db = Database::connect(options(url, max)).await?;
         // SQLite discards a connection's whole page cache when another connection has written
         // since its last transaction, so appends rotating over a pool re-read history's pages from
