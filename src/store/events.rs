@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 
 use super::entity::{person_status, status_event};
@@ -95,27 +94,6 @@ pub struct Summary {
 /// limits.
 const INSERT_CHUNK: usize = 1000;
 
-/// The rows of the next statement of an append, when `n` are left: [`INSERT_CHUNK`], or below it
-/// a power of two, so that appends of any size run a handful of statements sqlx has prepared
-/// before (its cache is keyed by SQL text, and a 70-row INSERT is another text than a 71-row
-/// one). Parsing a new text per batch was 8% of the SQLite writer's time with many small batches.
-fn piece(n: usize) -> usize {
-    if n >= INSERT_CHUNK {
-        INSERT_CHUNK
-    } else {
-        1 << n.max(1).ilog2()
-    }
-}
-
-/// Splits `items` into pieces of [`piece`] sizes, in order.
-fn pieces<T>(items: Vec<T>) -> impl Iterator<Item = Vec<T>> {
-    let mut rest = items.into_iter();
-    std::iter::from_fn(move || {
-        let left = rest.len();
-        (left > 0).then(|| rest.by_ref().take(piece(left)).collect())
-    })
-}
-
 /// OR arms per query (each `person_id = ? AND seq = ?` adds depth to SQLite's expression tree).
 const OR_ARMS: usize = 200;
 
@@ -129,27 +107,11 @@ impl Store {
         if self.backend() == sea_orm::DbBackend::Postgres {
             return super::events_copy::append(self.db.get_postgres_connection_pool(), batch).await;
         }
-        let (_turn, txn) = self.begin_write().await?;
-        let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
-        let ids = people_of(batch);
-        for chunk in pieces(ids.clone()) {
-            for row in person_status::Entity::find()
-                .filter(person_status::Column::PersonId.is_in(chunk))
-                .all(&txn)
-                .await?
-            {
-                last.insert(row.person_id, (row.seq, row.observed_at));
-            }
+        let _turn = self.write_turn().await;
+        match &self.appender {
+            Some(appender) => appender.append(batch).await,
+            None => super::sqlite_append::append_in_place(&self.write_db, batch).await,
         }
-        let assigned = assign_seqs(batch, &mut last);
-        let rows = batch
-            .iter()
-            .zip(&assigned)
-            .map(|(e, (seq, at))| event_row(e, *seq, *at))
-            .collect();
-        let row_ids = append_portable(&txn, rows, &ids, &last).await?;
-        txn.commit().await?;
-        Ok(appended(assigned, row_ids))
     }
 
     /// The latest event of each given person (absent for people never observed), all as of one
@@ -338,68 +300,6 @@ pub(super) fn assign_seqs(
     assigned
 }
 
-/// Multi-row INSERTs of events (ids by RETURNING, in row order on SQLite ≥ 3.35), then the
-/// heads' upsert, each in [`pieces`].
-async fn append_portable(
-    txn: &sea_orm::DatabaseTransaction,
-    rows: Vec<status_event::ActiveModel>,
-    ids: &[i64],
-    last: &HashMap<i64, (i64, DateTime<Utc>)>,
-) -> Result<Vec<i64>> {
-    let mut row_ids = Vec::with_capacity(rows.len());
-    for chunk in pieces(rows) {
-        row_ids.extend(
-            status_event::Entity::insert_many(chunk)
-                .exec_with_returning_keys(txn)
-                .await?,
-        );
-    }
-
-    let heads: Vec<person_status::ActiveModel> = ids
-        .iter()
-        .filter_map(|id| last.get(id).map(|(seq, at)| (id, seq, at)))
-        .map(|(id, seq, at)| person_status::ActiveModel {
-            person_id: Set(*id),
-            seq: Set(*seq),
-            observed_at: Set(*at),
-        })
-        .collect();
-    for chunk in pieces(heads) {
-        person_status::Entity::insert_many(chunk)
-            .on_conflict(
-                OnConflict::column(person_status::Column::PersonId)
-                    .update_columns([
-                        person_status::Column::Seq,
-                        person_status::Column::ObservedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(row_ids)
-}
-
-fn event_row(e: &NewEvent, seq: i64, at: DateTime<Utc>) -> status_event::ActiveModel {
-    status_event::ActiveModel {
-        person_id: Set(e.person_id),
-        seq: Set(seq),
-        observed_at: Set(at),
-        presence: Set(e.status.presence.as_str().to_owned()),
-        status_text: Set(e.status.text.clone()),
-        status_emoji: Set(e.status.emoji.clone()),
-        status_expires_at: Set(e.status.expires_at),
-        dnd_enabled: Set(e.status.dnd.enabled),
-        dnd_until: Set(e.status.dnd.until),
-        stale: Set(e.status.stale),
-        changed: Set(e.changed_column()),
-        previous: Set(e.previous_column()),
-        extra: Set(Parts::to_json(&e.status)),
-        source: Set(e.source.as_str().to_owned()),
-        ..Default::default()
-    }
-}
-
 /// The parts of a status other sources own, kept together as JSON in `status_events.extra`: they
 /// are read whole and never queried by field, so columns would only cost migrations. Borrowed
 /// when written (every appended row), owned when read.
@@ -500,29 +400,4 @@ async fn latest_events_on<C: sea_orm::ConnectionTrait>(
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn appends_are_cut_into_few_statement_shapes_in_order() {
-        for n in [0usize, 1, 2, 3, 70, 511, 512, 513, 2000] {
-            let cut: Vec<Vec<usize>> = pieces((0..n).collect()).collect();
-            assert_eq!(cut.concat(), (0..n).collect::<Vec<_>>(), "order for {n}");
-            assert!(
-                cut.iter()
-                    .all(|p| p.len() == INSERT_CHUNK || p.len().is_power_of_two()),
-                "{n} cut as {:?}",
-                cut.iter().map(Vec::len).collect::<Vec<_>>()
-            );
-            // Greedy: each power of two at most once.
-            assert!(
-                cut.len() <= n / INSERT_CHUNK + 10,
-                "{n} took {} statements",
-                cut.len()
-            );
-        }
-    }
 }

@@ -12,6 +12,8 @@ where
 {
     let sqlite = TestDb::sqlite().await;
     f(sqlite.store.clone()).await;
+    let file = TestDb::sqlite_file().await;
+    f(file.store.clone()).await;
     if let Some(pg) = TestDb::postgres().await {
         f(pg.store.clone()).await;
     }
@@ -584,10 +586,131 @@ async fn the_sqlite_wal_restarts_under_a_writer_that_never_pauses() {
         "{written} events: WAL restarted {} times, {wal} B",
         after - before
     );
-    // Checkpoints run every 250 ms: a dozen chances in 3 s.
+    // Checkpoints run every 100 ms: thirty chances in 3 s.
     assert!(
         after - before >= 4,
         "after {written} events the WAL restarted {} times ({wal} B)",
         after - before
     );
+}
+
+/// On SQLite, appends write their rows with statements of their own rather than through sea-orm
+/// (`store::sqlite_append`): each column must hold exactly what sea-orm would have written, times
+/// above all, which history's range filters compare as text.
+#[tokio::test]
+async fn appended_sqlite_rows_hold_what_sea_orm_would_have_written() {
+    use chex::domain::Dnd;
+    use chex::store::entity::status_event;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, Statement};
+    for db in [TestDb::sqlite().await, TestDb::sqlite_file().await] {
+        let store = &db.store;
+        let p = person(store, "U9").await;
+        // The oracle's row: another person, as (person, time) is unique.
+        let q = person(store, "U10").await;
+        // Nanoseconds, which sqlx's encoding keeps.
+        let at: chrono::DateTime<chrono::Utc> =
+            "2026-11-29T18:46:28.123456789Z".parse().expect("time");
+        let status = Status {
+            presence: Presence::Away,
+            text: "in a meeting, \"quoted\"".into(),
+            emoji: ":calendar:".into(),
+            expires_at: Some(at + chrono::Duration::hours(1)),
+            dnd: Dnd {
+                enabled: true,
+                until: Some(at + chrono::Duration::minutes(30)),
+            },
+            stale: false,
+            ..Status::default()
+        };
+        let mut previous = serde_json::Map::new();
+        previous.insert("presence".into(), "active".into());
+        let e = NewEvent {
+            person_id: p,
+            observed_at: at,
+            status: status.clone(),
+            changed: vec![Field::Presence, Field::Text],
+            previous: previous.clone(),
+            source: Source::Slack,
+        };
+        let appended = store.append_events(&[e]).await.expect("append");
+        assert_eq!(appended[0].observed_at, at);
+        status_event::ActiveModel {
+            person_id: Set(q),
+            seq: Set(1),
+            observed_at: Set(at),
+            presence: Set("away".into()),
+            status_text: Set(status.text.clone()),
+            status_emoji: Set(status.emoji.clone()),
+            status_expires_at: Set(status.expires_at),
+            dnd_enabled: Set(true),
+            dnd_until: Set(status.dnd.until),
+            stale: Set(false),
+            changed: Set("presence,text".into()),
+            previous: Set(Some(serde_json::to_string(&previous).expect("json"))),
+            extra: Set(None),
+            source: Set("slack".into()),
+            ..Default::default()
+        }
+        .insert(store.db())
+        .await
+        .expect("insert through sea-orm");
+        let rows = store
+            .db()
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT quote(observed_at) || ' ' || quote(presence) \
+                 || ' ' || quote(status_text) || ' ' || quote(status_emoji) || ' ' \
+                 || quote(status_expires_at) || ' ' || quote(dnd_enabled) || ' ' \
+                 || quote(dnd_until) || ' ' || quote(stale) || ' ' || quote(changed) || ' ' \
+                 || quote(previous) || ' ' || quote(extra) || ' ' || quote(source) AS r \
+                 FROM status_events ORDER BY id",
+            ))
+            .await
+            .expect("rows");
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("", "r").expect("text"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], rows[1], "appended row vs sea-orm's");
+        // And sea-orm reads the appended row back as it went in.
+        let history = store
+            .history(p, None, None, None, 10)
+            .await
+            .expect("history");
+        assert_eq!(history.events[0].observed_at, at);
+        assert_eq!(history.events[0].dnd_until, status.dnd.until);
+    }
+}
+
+/// A batch that cannot be stored (here: an event of a person who does not exist) fails whole, on
+/// every backend: nothing of it is left behind, and the next batch lands with the seqs it would
+/// have had.
+#[tokio::test]
+async fn a_failed_append_leaves_nothing_behind_and_the_next_one_lands() {
+    each_backend(|store| async move {
+        let p = person(&store, "U3").await;
+        let t = now();
+        store
+            .append_events(&[event(p, Presence::Active, t)])
+            .await
+            .expect("first append");
+        let bad = [
+            event(p, Presence::Away, t + chrono::Duration::seconds(1)),
+            event(i64::MAX - 7, Presence::Away, t),
+        ];
+        assert!(store.append_events(&bad).await.is_err(), "unknown person");
+        assert_eq!(store.last_seqs(&[p]).await.expect("seqs")[&p], 1);
+        let next = store
+            .append_events(&[event(p, Presence::Away, t + chrono::Duration::seconds(2))])
+            .await
+            .expect("append after a failure");
+        assert_eq!(next[0].seq, 2);
+        let history = store
+            .history(p, None, None, None, 10)
+            .await
+            .expect("history");
+        assert_eq!(history.events.len(), 2);
+    })
+    .await;
 }

@@ -1,0 +1,185 @@
+//! SQLite appends as one job, run where the connection lives.
+//!
+//! Through sqlx every statement is a hand-off to its connection's worker thread and back. On the
+//! 2-vCPU VMs Chex is measured on, each hand-off cost 100–200 µs of wake-ups, and an append is
+//! five of them at least (begin, read the heads, insert, upsert the heads, commit): a one-event
+//! append took ~1.1 ms, mostly waiting, and at 2,000 changes/s the writer was busy 88% of the
+//! time. Here a batch crosses threads once, and its statements run back to back on a thread that
+//! owns a connection of its own (rusqlite, on the same libsqlite3 as sqlx), prepared once for the
+//! connection's life.
+//!
+//! An in-memory database exists only inside sqlx's one connection, so there the same statements
+//! run on that connection's handle, borrowed under sqlx's lock ([`append_in_place`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
+use tokio::sync::oneshot;
+
+use super::events::{Appended, NewEvent, Parts, appended, assign_seqs, people_of};
+use super::{Result, StoreError};
+
+/// A thread that owns a SQLite write connection and appends the batches sent to it. It ends, and
+/// closes its connection, when the last handle (clone) is dropped.
+#[derive(Clone, Debug)]
+pub(super) struct Appender {
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    batch: Vec<NewEvent>,
+    done: oneshot::Sender<rusqlite::Result<Vec<Appended>>>,
+}
+
+impl Appender {
+    /// Opens the database file at `path` for appending. The sqlx pools opened it first and put it
+    /// in WAL mode, which the file keeps; the tables may come later (statements are prepared at
+    /// the first append).
+    pub(super) fn open(path: &Path) -> Result<Appender> {
+        let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        // As the sqlx pool's connections (`store::options`), and like the other write connection
+        // it leaves checkpoints to `store::checkpoints`, off the commit path.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = memory;
+             PRAGMA cache_size = -32768;
+             PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = 67108864;",
+        )
+        .map_err(sqlite)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("chex-sqlite-append".into())
+            .spawn(move || {
+                for job in queue {
+                    let _ = job.done.send(append(&conn, &job.batch));
+                }
+            })
+            .map_err(|e| StoreError::Db(DbErr::Custom(format!("starting the appender: {e}"))))?;
+        Ok(Appender { jobs })
+    }
+
+    /// Appends `batch` in one transaction on the appender's thread.
+    pub(super) async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        let (done, result) = oneshot::channel();
+        let gone = || StoreError::Db(DbErr::Custom("the SQLite appender has stopped".into()));
+        self.jobs
+            .send(Job {
+                batch: batch.to_vec(),
+                done,
+            })
+            .map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?.map_err(sqlite)
+    }
+}
+
+/// Appends `batch` on the connection of an in-memory database: sqlx's own, locked meanwhile.
+/// The work is a few in-memory statements, done on the calling thread.
+pub(super) async fn append_in_place(
+    db: &DatabaseConnection,
+    batch: &[NewEvent],
+) -> Result<Vec<Appended>> {
+    let mut conn = db
+        .get_sqlite_connection_pool()
+        .acquire()
+        .await
+        .map_err(sqlx)?;
+    let mut locked = conn.lock_handle().await.map_err(sqlx)?;
+    // SAFETY: the handle is sqlx's open connection, and it stays locked (its worker runs nothing)
+    // until `locked` drops, after this wrapper: the wrapper neither closes the handle nor
+    // outlives the lock, and it leaves the connection as it found it (outside a transaction).
+    let borrowed = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) }
+        .map_err(sqlite)?;
+    append(&borrowed, batch).map_err(sqlite)
+}
+
+/// One append: the heads read, seqs assigned, rows inserted and heads moved, in one IMMEDIATE
+/// transaction (it takes the write lock first, so its read of the heads cannot go stale).
+fn append(conn: &rusqlite::Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<Appended>> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let people = people_of(batch);
+    let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::with_capacity(people.len());
+    {
+        let mut head =
+            tx.prepare_cached("SELECT seq, observed_at FROM person_status WHERE person_id = ?1")?;
+        for &p in &people {
+            let row = head
+                .query_row([p], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .optional()?;
+            if let Some((seq, at)) = row {
+                last.insert(p, (seq, parse_time(&at)?));
+            }
+        }
+    }
+    let assigned = assign_seqs(batch, &mut last);
+    let mut ids = Vec::with_capacity(batch.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO status_events (person_id, seq, observed_at, presence, status_text, \
+             status_emoji, status_expires_at, dnd_enabled, dnd_until, stale, changed, previous, \
+             extra, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for (e, (seq, at)) in batch.iter().zip(&assigned) {
+            let s = &e.status;
+            insert.execute(params![
+                e.person_id,
+                seq,
+                time(*at),
+                s.presence.as_str(),
+                s.text,
+                s.emoji,
+                s.expires_at.map(time),
+                s.dnd.enabled,
+                s.dnd.until.map(time),
+                s.stale,
+                e.changed_column(),
+                e.previous_column(),
+                Parts::to_json(s),
+                e.source.as_str(),
+            ])?;
+            ids.push(tx.last_insert_rowid());
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO person_status (person_id, seq, observed_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (person_id) DO UPDATE SET seq = excluded.seq, \
+             observed_at = excluded.observed_at",
+        )?;
+        for p in &people {
+            if let Some((seq, at)) = last.get(p) {
+                upsert.execute(params![p, seq, time(*at)])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(appended(assigned, ids))
+}
+
+/// A time as sqlx writes `DateTime<Utc>` to SQLite, so rows read the same whichever path wrote
+/// them, and text comparisons of times (history's range filters) order them correctly.
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+        })
+}
+
+fn sqlite(e: rusqlite::Error) -> StoreError {
+    StoreError::Db(DbErr::Custom(format!("sqlite: {e}")))
+}
+
+fn sqlx(e: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
+}
