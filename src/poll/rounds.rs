@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::pipeline::{Observation, Pipeline};
+use super::pipeline::Pipeline;
 use crate::crypto::SecretKey;
 use crate::domain::{PersonCard, Source, StatusPatch, now};
 use crate::sources::gmail::GmailClient;
@@ -84,16 +84,7 @@ pub async fn run<C: Chexer>(
             Ok(seen) => {
                 failures = 0;
                 let at = now();
-                for (person, patch) in seen {
-                    ctx.pipeline
-                        .observe(Observation {
-                            person,
-                            patch,
-                            observed_at: at,
-                            source,
-                        })
-                        .await;
-                }
+                ctx.pipeline.observe_all(seen, at, source).await;
                 let _ = ctx.store.record_poll(conn.id, at, None).await;
                 interval
             }
@@ -132,17 +123,8 @@ pub async fn run<C: Chexer>(
 }
 
 async fn flag_stale<C: Chexer>(chexer: &C, pipeline: &Pipeline) {
-    let at = now();
-    for person in chexer.linked() {
-        pipeline
-            .observe(Observation {
-                person,
-                patch: chexer.stale(),
-                observed_at: at,
-                source: chexer.source(),
-            })
-            .await;
-    }
+    let stale = chexer.linked().into_iter().map(|p| (p, chexer.stale()));
+    pipeline.observe_all(stale, now(), chexer.source()).await;
 }
 
 /// 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF`].

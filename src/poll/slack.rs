@@ -158,20 +158,25 @@ impl Conn {
             .filter(|t| t.trackable)
             .map(|t| t.card.clone())
             .collect();
-        for card in cards {
-            self.observe(
-                card,
-                StatusPatch {
-                    stale: Some(true),
-                    ..Default::default()
-                },
-            )
+        let stale = StatusPatch {
+            stale: Some(true),
+            ..Default::default()
+        };
+        self.observe_all(cards.into_iter().map(|c| (c, stale.clone())))
             .await;
-        }
     }
 
     async fn observe(&self, person: Arc<PersonCard>, patch: StatusPatch) {
         observe_now(&self.ctx.pipeline, person, patch).await;
+    }
+
+    /// Hands what Slack said about several people in one answer to the pipeline, to be committed
+    /// together.
+    async fn observe_all(&self, seen: impl IntoIterator<Item = (Arc<PersonCard>, StatusPatch)>) {
+        self.ctx
+            .pipeline
+            .observe_all(seen, now(), Source::Slack)
+            .await;
     }
 
     async fn sleep(&self, d: Duration) -> bool {
@@ -311,17 +316,15 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 })
                 .collect()
         };
-        for (card, custom) in observations {
-            conn.observe(
-                card,
-                StatusPatch {
-                    custom: Some(custom),
-                    stale: Some(false),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
+        conn.observe_all(observations.into_iter().map(|(card, custom)| {
+            let patch = StatusPatch {
+                custom: Some(custom),
+                stale: Some(false),
+                ..Default::default()
+            };
+            (card, patch)
+        }))
+        .await;
         cursor = page.response_metadata.next_cursor;
         if cursor.is_empty() {
             let _ = conn.ctx.store.record_poll(conn.model.id, now(), None).await;
@@ -418,16 +421,14 @@ async fn dnd_loop(conn: Arc<Conn>) {
                             })
                             .collect()
                     };
-                    for (card, dnd) in cards {
-                        conn.observe(
-                            card,
-                            StatusPatch {
-                                dnd: Some(dnd),
-                                ..Default::default()
-                            },
-                        )
-                        .await;
-                    }
+                    conn.observe_all(cards.into_iter().map(|(card, dnd)| {
+                        let patch = StatusPatch {
+                            dnd: Some(dnd),
+                            ..Default::default()
+                        };
+                        (card, patch)
+                    }))
+                    .await;
                 }
                 Err(e) => {
                     if conn.failed(&e).await {
