@@ -16,7 +16,10 @@ while [ -z "$port" ]; do
   sleep 0.5
   kill -0 "$bench" 2>/dev/null || { echo "the bench ended before its server was up: see $OUT.log" >&2; exit 1; }
   server=$(pgrep -f "$CHEX demo" | head -1 || true)
-  [ -n "$server" ] && port=$(ss -ltnp | grep "pid=$server," | grep -o '127.0.0.1:[0-9]*' | head -1 || true)
+  # The demo listens on several ports (its simulators too): the server is the one with /metrics.
+  for p in $( [ -n "$server" ] && ss -ltnp | grep "pid=$server," | grep -o '127.0.0.1:[0-9]*' ); do
+    curl -s "http://$p/metrics" | grep -q '^chex_' && { port=$p; break; }
+  done
 done
 echo "server pid $server at $port" >&2
 metric() { curl -s "http://$port/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
