@@ -232,6 +232,15 @@ mod tests {
         }
     }
 
+    /// People `U1`…`Un` of team `T1`, never polled.
+    fn team_of(n: i64) -> People {
+        let mut p = People::default();
+        for i in 1..=n {
+            p.insert(format!("U{i}"), person(i, "T1"));
+        }
+        p
+    }
+
     /// A view of `teams` and `people` watched, marked in `p` as `WatchView::of` does.
     fn view(p: &mut People, teams: &[&str], people: &[i64]) -> WatchView {
         let v = WatchView {
@@ -245,10 +254,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn watched_people_first_when_due_then_the_oldest_of_the_rest() {
-        let mut p = People::default();
-        for i in 1..=5 {
-            p.insert(format!("U{i}"), person(i, "T1"));
-        }
+        let mut p = team_of(5);
         let interval = Duration::from_secs(30);
         // Nobody watched: never-polled first, in id order, then the oldest.
         let none = view(&mut p, &[], &[]);
@@ -293,10 +299,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn people_watched_directly_are_polled_oldest_first_through_their_own_queue() {
-        let mut p = People::default();
-        for i in 1..=6 {
-            p.insert(format!("U{i}"), person(i, "T1"));
-        }
+        let mut p = team_of(6);
         let interval = Duration::from_secs(30);
         let v = view(&mut p, &[], &[2, 4, 6]);
         let mut picked = Vec::new();

@@ -90,9 +90,9 @@ pub struct Summary {
     pub status_text: BTreeMap<String, i64>,
 }
 
-/// Rows per INSERT: 13 bound columns each keeps us far below SQLite's and PostgreSQL's parameter
+/// Ids per `IN (…)` list or statement of a read: far below SQLite's and PostgreSQL's parameter
 /// limits.
-const INSERT_CHUNK: usize = 1000;
+const IDS_PER_QUERY: usize = 1000;
 
 /// OR arms per query (each `person_id = ? AND seq = ?` adds depth to SQLite's expression tree).
 const OR_ARMS: usize = 200;
@@ -122,7 +122,7 @@ impl Store {
         person_ids: &[i64],
     ) -> Result<HashMap<i64, status_event::Model>> {
         use sea_orm::{AccessMode, IsolationLevel, TransactionOptions, TransactionTrait};
-        if person_ids.len() <= INSERT_CHUNK {
+        if person_ids.len() <= IDS_PER_QUERY {
             // The heads come from one statement, which sees one moment on both backends.
             return latest_events_on(&self.db, person_ids).await;
         }
@@ -145,7 +145,7 @@ impl Store {
     /// The last seq of each given person; people never observed are absent.
     pub async fn last_seqs(&self, person_ids: &[i64]) -> Result<HashMap<i64, i64>> {
         let mut out = HashMap::with_capacity(person_ids.len());
-        for chunk in person_ids.chunks(INSERT_CHUNK) {
+        for chunk in person_ids.chunks(IDS_PER_QUERY) {
             for h in person_status::Entity::find()
                 .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
                 .all(&self.db)
@@ -215,7 +215,7 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<status_event::Model>> {
         let mut out = Vec::new();
-        for chunk in people.chunks(INSERT_CHUNK) {
+        for chunk in people.chunks(IDS_PER_QUERY) {
             out.extend(
                 status_event::Entity::find()
                     .filter(status_event::Column::PersonId.is_in(chunk.to_vec()))
@@ -374,7 +374,7 @@ async fn latest_events_on<C: sea_orm::ConnectionTrait>(
     person_ids: &[i64],
 ) -> Result<HashMap<i64, status_event::Model>> {
     let mut out = HashMap::with_capacity(person_ids.len());
-    for chunk in person_ids.chunks(INSERT_CHUNK) {
+    for chunk in person_ids.chunks(IDS_PER_QUERY) {
         let heads = person_status::Entity::find()
             .filter(person_status::Column::PersonId.is_in(chunk.to_vec()))
             .all(c)

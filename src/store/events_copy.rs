@@ -9,11 +9,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::sqlx::{self, PgPool, Row};
-use sea_orm::{DbErr, RuntimeErr};
 
 use super::events::{Appended, NewEvent, Parts, appended, assign_seqs, people_of};
 use super::{Result, StoreError};
@@ -29,14 +27,14 @@ const COPY_CHUNK: usize = 64 * 1024;
 
 /// Appends `batch` in one transaction: heads read, ids drawn, rows copied, heads upserted.
 pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appended>> {
-    let mut tx = pool.begin().await.map_err(db)?;
+    let mut tx = pool.begin().await.map_err(StoreError::sqlx)?;
     // One appender at a time (across processes too): seqs are read and assigned under it, and
     // the block of ids below is contiguous.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(APPEND_LOCK)
         .execute(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(StoreError::sqlx)?;
     let people = people_of(batch);
 
     let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::with_capacity(people.len());
@@ -46,11 +44,14 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     .bind(&people)
     .fetch_all(&mut *tx)
     .await
-    .map_err(db)?
+    .map_err(StoreError::sqlx)?
     {
         last.insert(
-            row.try_get(0).map_err(db)?,
-            (row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?),
+            row.try_get(0).map_err(StoreError::sqlx)?,
+            (
+                row.try_get(1).map_err(StoreError::sqlx)?,
+                row.try_get(2).map_err(StoreError::sqlx)?,
+            ),
         );
     }
     let assigned = assign_seqs(batch, &mut last);
@@ -64,7 +65,7 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     .bind(batch.len() as i64)
     .fetch_one(&mut *tx)
     .await
-    .map_err(db)?;
+    .map_err(StoreError::sqlx)?;
     let ids: Vec<i64> = (last_id + 1 - batch.len() as i64..=last_id).collect();
 
     let mut data = String::with_capacity(batch.len() * 160);
@@ -74,14 +75,14 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     let mut copy = tx
         .copy_in_raw(&format!("COPY status_events ({COLUMNS}) FROM STDIN"))
         .await
-        .map_err(db)?;
+        .map_err(StoreError::sqlx)?;
     for chunk in data.as_bytes().chunks(COPY_CHUNK) {
         if let Err(e) = copy.send(chunk).await {
             let _ = copy.abort("append failed").await;
-            return Err(db(e));
+            return Err(StoreError::sqlx(e));
         }
     }
-    copy.finish().await.map_err(db)?;
+    copy.finish().await.map_err(StoreError::sqlx)?;
 
     let (mut hp, mut hs, mut ha) = (Vec::new(), Vec::new(), Vec::new());
     for p in &people {
@@ -101,8 +102,8 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     .bind(&ha)
     .execute(&mut *tx)
     .await
-    .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    .map_err(StoreError::sqlx)?;
+    tx.commit().await.map_err(StoreError::sqlx)?;
     Ok(appended(assigned, ids))
 }
 
@@ -160,10 +161,6 @@ fn text(out: &mut String, v: Option<&str>) {
             c => out.push(c),
         }
     }
-}
-
-fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
 }
 
 #[cfg(test)]

@@ -42,6 +42,14 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
+    /// A failure of a query run on sqlx directly (the bulk append paths), as sea-orm reports its
+    /// own.
+    fn sqlx(e: sea_orm::sqlx::Error) -> StoreError {
+        StoreError::Db(DbErr::Query(sea_orm::RuntimeErr::SqlxError(
+            std::sync::Arc::new(e),
+        )))
+    }
+
     /// Maps a unique-constraint violation to `Conflict`, everything else to `Db`.
     fn from_write(e: DbErr, what: &str) -> StoreError {
         let text = e.to_string().to_lowercase();
@@ -57,8 +65,9 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Where write transactions run: on a SQLite file, one connection of its own (see
-    /// `connect_with`); otherwise the same pool as `db`.
+    /// Where write transactions other than history appends run (people, accounts, connections):
+    /// on a SQLite file, one connection of its own (see `connect_with`); otherwise the same pool
+    /// as `db`. Appends to a SQLite file run on `appender`.
     write_db: DatabaseConnection,
     url: std::sync::Arc<str>,
     /// SQLite allows one writer, and a transaction that reads before it writes cannot wait for
@@ -184,10 +193,11 @@ impl Store {
         let sqlite_file = url.starts_with("sqlite:") && !sqlite_in_memory(url);
         let db = Database::connect(options(url, max)).await?;
         // SQLite discards a connection's whole page cache when another connection has written
-        // since its last transaction, so appends rotating over a pool re-read history's pages from
-        // the OS on every batch (a users-scenario profile: ~7% of the server's CPU).
-        // Writes take their turn anyway, so they get a connection of their own whose cache stays
-        // warm. In-memory SQLite must stay on its one connection, and PostgreSQL has no such cost.
+        // since its last transaction: appends rotating over a pool re-read history's pages from
+        // the OS on every batch (a users-scenario profile: ~7% of the server's CPU). Writes take
+        // their turn anyway, so they run on connections that only write — appends on the
+        // appender's, the rest on this one — whose caches stay warm. In-memory SQLite must stay on
+        // its one connection, and PostgreSQL has no such cost.
         let write_db = if sqlite_file {
             let mut opts = options(url, Some(1));
             opts.map_sqlx_sqlite_opts(|o| o.pragma("wal_autocheckpoint", "0"));

@@ -13,13 +13,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::oneshot;
 
 use super::events::{Appended, NewEvent, Parts, appended, assign_seqs, people_of};
@@ -91,8 +90,8 @@ pub(super) async fn append_in_place(
         .get_sqlite_connection_pool()
         .acquire()
         .await
-        .map_err(sqlx)?;
-    let mut locked = conn.lock_handle().await.map_err(sqlx)?;
+        .map_err(StoreError::sqlx)?;
+    let mut locked = conn.lock_handle().await.map_err(StoreError::sqlx)?;
     // SAFETY: the handle is sqlx's open connection, and it stays locked (its worker runs nothing)
     // until `locked` drops, after this wrapper: the wrapper neither closes the handle nor
     // outlives the lock, and it leaves the connection as it found it (outside a transaction).
@@ -178,8 +177,4 @@ fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
 
 fn sqlite(e: rusqlite::Error) -> StoreError {
     StoreError::Db(DbErr::Custom(format!("sqlite: {e}")))
-}
-
-fn sqlx(e: sea_orm::sqlx::Error) -> StoreError {
-    StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
 }
