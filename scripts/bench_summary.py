@@ -29,6 +29,15 @@ for (sc, n, t, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "
           f"{med(rs, 'deliveries_per_sec'):,.0f} | {med(rs, 'p50_ms'):.1f} | {med(rs, 'p90_ms'):.1f} | {med(rs, 'p99_ms'):.1f} | "
           f"{med(rs, 'max_ms'):.1f} | {med(rs, 'rss_idle_mb'):.1f} | {med(rs, 'rss_per_conn_kb'):.2f} | {med(rs, 'cpu_us_per_delivery'):.2f} | {med_extra(rs, 'client_cpu_us_per_delivery')} |")
 pipe = [r for r in rows if r["scenario"] == "pipeline"]
+served = [(k, rs) for k, rs in sorted(groups.items()) if any("server_publish_p99_ms" in r.get("extra", {}) for r in rs)]
+if served:
+    # The server's own histogram of observation-to-publication delays (bucket bounds: "at most").
+    print()
+    print("| scenario | subscribers | changes/s | p50 ms end to end | server's share, p50 ms ≤ | p99 ms end to end | server's share, p99 ms ≤ |")
+    print("|---|---|---|---|---|---|---|")
+    for (sc, n, t, rate), rs in served:
+        print(f"| {sc} | {n} | {rate:g} | {med(rs, 'p50_ms'):.1f} | {med_extra(rs, 'server_publish_p50_ms')} | "
+              f"{med(rs, 'p99_ms'):.1f} | {med_extra(rs, 'server_publish_p99_ms')} |")
 if pipe:
     print()
     print("| pipeline figure | median | runs |")

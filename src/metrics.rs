@@ -44,6 +44,59 @@ impl Gauge {
     }
 }
 
+/// A distribution of durations in fixed buckets (Prometheus' cumulative `le` buckets when
+/// rendered). Fixed bounds keep an observation to two relaxed adds and a short scan; the bounds
+/// span what a change's path through Chex takes, from a tenth of a millisecond to seconds.
+pub struct Histogram {
+    buckets: [AtomicU64; BOUNDS_MICROS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+/// Upper bounds of [`Histogram`]'s buckets, in microseconds (the last bucket is everything above).
+pub const BOUNDS_MICROS: [u64; 15] = [
+    100, 250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe_micros(&self, micros: u64) {
+        let i = BOUNDS_MICROS.partition_point(|&b| b < micros);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn observe(&self, d: std::time::Duration) {
+        self.observe_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut total = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Ordering::Relaxed);
+            match BOUNDS_MICROS.get(i) {
+                Some(&le) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {total}", le as f64 / 1e6);
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+                }
+            }
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    }
+}
+
 /// Every metric Chex exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -68,6 +121,11 @@ pub struct Metrics {
     pub watched_presence_overdue: Counter,
     pub slack_sweeps: Counter,
     /// Source calls by `(source, method, outcome)`.
+    /// From a source's observation to its event's publication on the hub: the server's share of
+    /// a change's latency (queueing, group commit, the write itself).
+    pub publish_delay: Histogram,
+    /// How long each batch's commit took.
+    pub db_write_duration: Histogram,
     pub source_calls: DashMap<(&'static str, String, &'static str), u64>,
 }
 
@@ -204,6 +262,16 @@ impl Metrics {
                 let _ = writeln!(out, "{name} {v}");
             }
         }
+        self.publish_delay.render(
+            &mut out,
+            "chex_publish_delay_seconds",
+            "From a source's observation to the event's publication (persisted first).",
+        );
+        self.db_write_duration.render(
+            &mut out,
+            "chex_db_write_duration_seconds",
+            "Time each event batch took to commit.",
+        );
         let _ = writeln!(
             out,
             "# HELP chex_source_calls_total Calls to source APIs by method and outcome.\n# TYPE chex_source_calls_total counter"
@@ -221,5 +289,35 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_renders_cumulative_buckets_in_seconds() {
+        let h = Histogram::default();
+        for micros in [50, 100, 101, 2_000, 2_001, 9_999_999] {
+            h.observe_micros(micros);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "help");
+        let line = |le: &str| {
+            out.lines()
+                .find(|l| l.starts_with(&format!("x_seconds_bucket{{le=\"{le}\"}} ")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        // A value on a bound is inside that bucket; counts are cumulative.
+        assert_eq!(line("0.0001"), Some(2));
+        assert_eq!(line("0.00025"), Some(3));
+        assert_eq!(line("0.002"), Some(4));
+        assert_eq!(line("0.003"), Some(5));
+        assert_eq!(line("2.5"), Some(5));
+        assert_eq!(line("+Inf"), Some(6));
+        assert!(out.contains("x_seconds_count 6\n"));
+        assert!(out.contains("# TYPE x_seconds histogram"));
     }
 }

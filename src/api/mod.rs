@@ -22,14 +22,17 @@ use warp::Filter;
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    rest::routes(state.clone())
+    // The Events API first: it takes a request per change, the busiest route by far, and every
+    // route before it would be tried and rejected on each.
+    slack_events::route(state.clone())
+        .boxed()
+        .or(rest::routes(state.clone()))
+        .unify()
         .or(sources::routes(state.clone()))
         .unify()
         .or(ws::route(state.clone()).boxed())
         .unify()
-        .or(sse::route(state.clone()).boxed())
-        .unify()
-        .or(slack_events::route(state).boxed())
+        .or(sse::route(state).boxed())
         .unify()
         .or(web::routes().boxed())
         .unify()

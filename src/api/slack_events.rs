@@ -47,7 +47,7 @@ async fn handle(
                 .into_response();
         }
     };
-    let Some(team) = env.team_id.clone() else {
+    let Some(team) = env.team_id else {
         return refuse("no team_id: cannot pick a signing secret");
     };
     let cached = s
@@ -93,7 +93,7 @@ async fn handle(
     let Some(inner) = env.event else {
         return warp::reply::with_status(warp::reply(), StatusCode::OK).into_response();
     };
-    let event = match Event::parse(&inner) {
+    let event = match Event::parse(inner.get()) {
         Ok(e) => e,
         Err(e) => return ApiError::BadRequest(format!("malformed event: {e}")).into_response(),
     };

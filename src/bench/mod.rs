@@ -231,6 +231,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let cpu0 = srv.cpu();
         let client0 = server::cpu_of(std::process::id());
         let counters0 = server_counters(&srv, &http).await?;
+        let delays0 = server::histogram(&srv, &http, PUBLISH_DELAY).await?;
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
         let per_user = match args.scenario {
@@ -261,6 +262,16 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             .zip(server_counters(&srv, &http).await?.iter())
         {
             server.insert(format!("server_{name}"), (after - before).into());
+        }
+        // The server's share of the latency, from its own histogram (bucket bounds, so "at most").
+        let delays = server::histogram(&srv, &http, PUBLISH_DELAY).await?;
+        for (key, q) in [
+            ("server_publish_p50_ms", 0.5),
+            ("server_publish_p99_ms", 0.99),
+        ] {
+            if let Some(le) = server::quantile_between(&delays0, &delays, q) {
+                server.insert(key.into(), (le * 1e3).into());
+            }
         }
         steps.push(StepRecord {
             rate,
@@ -405,6 +416,9 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 }
 
 use rand::{Rng, SeedableRng};
+
+/// The server's histogram of observation-to-publication delays.
+const PUBLISH_DELAY: &str = "chex_publish_delay_seconds";
 
 /// The server's own counts of Slack events received, status events committed, and events lost
 /// after every retry.

@@ -216,6 +216,49 @@ impl ServerProcess {
     }
 }
 
+/// A histogram's cumulative buckets from /metrics, as `(upper bound in seconds, count)`.
+pub async fn histogram(
+    srv: &ServerProcess,
+    http: &reqwest::Client,
+    name: &str,
+) -> anyhow::Result<Vec<(f64, u64)>> {
+    let text = http
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let prefix = format!("{name}_bucket{{le=\"");
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect())
+}
+
+/// The bucket bound under which a `q` share of what was counted between two scrapes of one
+/// histogram fell (`None` if nothing was counted).
+pub fn quantile_between(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> Option<f64> {
+    let delta: Vec<(f64, u64)> = after
+        .iter()
+        .zip(before.iter().map(|b| b.1).chain(std::iter::repeat(0)))
+        .map(|(&(le, a), b)| (le, a.saturating_sub(b)))
+        .collect();
+    let total = delta.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let want = (q * total as f64).ceil() as u64;
+    delta.iter().find(|(_, c)| *c >= want).map(|(le, _)| *le)
+}
+
 fn proc_status_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -270,5 +313,25 @@ pub fn raise_nofile() -> u64 {
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         lim.rlim_cur
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quantile_is_read_from_the_buckets_counted_between_two_scrapes() {
+        let inf = f64::INFINITY;
+        let before = [(0.001, 10), (0.005, 10), (0.01, 10), (inf, 10)];
+        // 100 more, of which 90 under 1 ms, 9 under 5 ms and one above 10 ms.
+        let after = [(0.001, 100), (0.005, 109), (0.01, 109), (inf, 110)];
+        assert_eq!(quantile_between(&before, &after, 0.5), Some(0.001));
+        assert_eq!(quantile_between(&before, &after, 0.9), Some(0.001));
+        assert_eq!(quantile_between(&before, &after, 0.99), Some(0.005));
+        assert_eq!(quantile_between(&before, &after, 1.0), Some(inf));
+        assert_eq!(quantile_between(&after, &after, 0.5), None);
+        // A server that restarted in between (or a first scrape that failed) reads as a start.
+        assert_eq!(quantile_between(&[], &after, 0.5), Some(0.001));
     }
 }

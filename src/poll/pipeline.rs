@@ -224,7 +224,10 @@ impl Writer {
             return;
         };
         self.current.extend(scratch);
+        let published = chrono::Utc::now();
         for ((e, card), at) in events.into_iter().zip(cards).zip(assigned) {
+            let delay = (published - e.observed_at).num_microseconds().unwrap_or(0);
+            METRICS.publish_delay.observe_micros(delay.max(0) as u64);
             let event = Arc::new(StatusEvent {
                 id: at.id,
                 person: card,
@@ -246,9 +249,9 @@ impl Writer {
             match self.store.append_events(events).await {
                 Ok(a) => {
                     METRICS.db_write_batches.inc();
-                    METRICS
-                        .db_write_micros
-                        .add(started.elapsed().as_micros() as u64);
+                    let took = started.elapsed();
+                    METRICS.db_write_micros.add(took.as_micros() as u64);
+                    METRICS.db_write_duration.observe(took);
                     METRICS.events_committed.add(a.len() as u64);
                     return Some(a);
                 }

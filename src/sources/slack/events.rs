@@ -3,8 +3,11 @@
 //! Slack signs each request with the app's signing secret: `v0=` + hex HMAC-SHA256 of
 //! `v0:{X-Slack-Request-Timestamp}:{raw body}`. A request older than five minutes is a replay.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -63,16 +66,20 @@ pub fn verify(
     }
 }
 
-/// The outer envelope of every Events API request.
+/// The outer envelope of every Events API request. The inner event stays raw text (borrowed from
+/// the body) until the signature is checked and its type is known: read into a
+/// `serde_json::Value` first and into the typed event after, a `user_change` was parsed twice and
+/// allocated once per field, a tenth of the server's CPU per change at 8,000 changes/s.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     #[serde(rename = "type")]
     pub kind: String,
     pub team_id: Option<String>,
     pub challenge: Option<String>,
     pub event_id: Option<String>,
-    pub event: Option<serde_json::Value>,
+    #[serde(borrow)]
+    pub event: Option<&'a RawValue>,
 }
 
 /// The inner events Chex acts on.
@@ -90,6 +97,13 @@ pub enum Event {
     Other(String),
 }
 
+/// Just the type of an inner event; the rest is skipped without being kept.
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Cow<'a, str>,
+}
+
 #[derive(Deserialize)]
 struct UserEvent {
     user: User,
@@ -103,16 +117,19 @@ struct DndEvent {
 }
 
 impl Event {
-    /// Reads an inner `event` object. An event of a known type with the wrong shape is an error.
-    pub fn parse(v: &serde_json::Value) -> Result<Event, serde_json::Error> {
-        let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or_default();
-        Ok(match kind {
-            "user_change" => Event::UserChange(Box::new(UserEvent::deserialize(v)?.user)),
+    /// Reads an inner `event` object from its JSON text. An event of a known type with the wrong
+    /// shape is an error.
+    pub fn parse(json: &str) -> Result<Event, serde_json::Error> {
+        let Kind { kind } = serde_json::from_str(json)?;
+        Ok(match kind.as_ref() {
+            "user_change" => {
+                Event::UserChange(Box::new(serde_json::from_str::<UserEvent>(json)?.user))
+            }
             "user_status_changed" => {
-                Event::UserStatusChanged(Box::new(UserEvent::deserialize(v)?.user))
+                Event::UserStatusChanged(Box::new(serde_json::from_str::<UserEvent>(json)?.user))
             }
             "dnd_updated_user" => {
-                let e = DndEvent::deserialize(v)?;
+                let e: DndEvent = serde_json::from_str(json)?;
                 Event::DndUpdatedUser {
                     user: e.user,
                     dnd: e.dnd_status,
@@ -139,6 +156,40 @@ mod tests {
             verify(SECRET, Some("1531420618"), Some(sig), body, 1531420618 + 10),
             Ok(())
         );
+    }
+
+    #[test]
+    fn inner_events_are_read_by_their_type() {
+        let dnd = r#"{"type":"dnd_updated_user","user":"U1","dnd_status":{"dnd_enabled":true}}"#;
+        assert!(matches!(
+            Event::parse(dnd),
+            Ok(Event::DndUpdatedUser { user, dnd }) if user == "U1" && dnd.dnd_enabled
+        ));
+        // The type may be escaped like any JSON string, and come after the payload.
+        let user =
+            r#"{"user":{"id":"U2","profile":{"status_text":"hi"}},"type":"user\u005fchange"}"#;
+        assert!(matches!(
+            Event::parse(user),
+            Ok(Event::UserChange(u)) if u.id == "U2" && u.profile.status_text == "hi"
+        ));
+        assert!(matches!(
+            Event::parse(r#"{"type":"team_join","user":{"id":"U3"}}"#),
+            Ok(Event::Other(t)) if t == "team_join"
+        ));
+        assert!(matches!(Event::parse("{}"), Ok(Event::Other(t)) if t.is_empty()));
+        // A known type of the wrong shape is refused, as is text that is not an object.
+        assert!(Event::parse(r#"{"type":"user_change","user":"U4"}"#).is_err());
+        assert!(Event::parse(r#"{"type":"dnd_updated_user"}"#).is_err());
+        assert!(Event::parse("[1,2]").is_err());
+    }
+
+    #[test]
+    fn an_envelope_keeps_its_event_as_raw_text() {
+        let body = br#"{"type":"event_callback","team_id":"T1","unknown":{"a":[1]},"event":{"type":"x","n":1}}"#;
+        let env: Envelope = serde_json::from_slice(body).expect("envelope");
+        assert_eq!(env.kind, "event_callback");
+        assert_eq!(env.team_id.as_deref(), Some("T1"));
+        assert_eq!(env.event.map(RawValue::get), Some(r#"{"type":"x","n":1}"#));
     }
 
     #[test]
