@@ -143,9 +143,9 @@ const RESTART_AFTER_FRAMES: i64 = 4096;
 /// copying the little written since the first, and the next write starts the WAL over.
 ///
 /// That second pass holds every append back for its copy and two fsyncs (0.3-10 ms each on this
-/// VM's disk). Run on every 100 ms tick, it set the server's p99 from observation to publication
-/// at 25 ms at 500 and 2,000 changes/s; run only when the WAL is past the threshold (every few
-/// seconds at those rates), 10 ms.
+/// VM's disk). Run on every 100 ms tick, it put the server's p99 from observation to publication
+/// in the 10-25 ms bucket at 500 and 2,000 changes/s; run only when the WAL is past the threshold
+/// (every few seconds at those rates), in the 5-10 ms one (one run each on a noisy VM).
 async fn checkpoints(
     readers: DatabaseConnection,
     writer: DatabaseConnection,
