@@ -231,7 +231,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let cpu0 = srv.cpu();
         let client0 = server::cpu_of(std::process::id());
         let counters0 = server_counters(&srv, &http).await?;
-        let delays0 = server::histogram(&srv, &http, PUBLISH_DELAY).await?;
+        let delays0 = srv.histogram(&http, PUBLISH_DELAY).await?;
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
         let per_user = match args.scenario {
@@ -264,7 +264,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             server.insert(format!("server_{name}"), (after - before).into());
         }
         // The server's share of the latency, from its own histogram (bucket bounds, so "at most").
-        let delays = server::histogram(&srv, &http, PUBLISH_DELAY).await?;
+        let delays = srv.histogram(&http, PUBLISH_DELAY).await?;
         for (key, q) in [
             ("server_publish_p50_ms", 0.5),
             ("server_publish_p99_ms", 0.99),

@@ -200,47 +200,49 @@ impl ServerProcess {
         }
     }
 
-    /// One counter or gauge from /metrics (summed over labels).
-    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
-        let text = http
+    /// The server's /metrics text.
+    async fn scrape(&self, http: &reqwest::Client) -> anyhow::Result<String> {
+        Ok(http
             .get(format!("{}/metrics", self.base))
             .send()
             .await?
             .text()
-            .await?;
-        Ok(text
+            .await?)
+    }
+
+    /// One counter or gauge from /metrics (summed over labels).
+    pub async fn metric(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .scrape(http)
+            .await?
             .lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64)
     }
-}
 
-/// A histogram's cumulative buckets from /metrics, as `(upper bound in seconds, count)`.
-pub async fn histogram(
-    srv: &ServerProcess,
-    http: &reqwest::Client,
-    name: &str,
-) -> anyhow::Result<Vec<(f64, u64)>> {
-    let text = http
-        .get(format!("{}/metrics", srv.base))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let prefix = format!("{name}_bucket{{le=\"");
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.parse().ok()?))
-        })
-        .collect())
+    /// A histogram's cumulative buckets from /metrics, as `(upper bound in seconds, count)`.
+    pub async fn histogram(
+        &self,
+        http: &reqwest::Client,
+        name: &str,
+    ) -> anyhow::Result<Vec<(f64, u64)>> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        Ok(self
+            .scrape(http)
+            .await?
+            .lines()
+            .filter_map(|l| {
+                let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.parse().ok()?))
+            })
+            .collect())
+    }
 }
 
 /// The bucket bound under which a `q` share of what was counted between two scrapes of one
