@@ -262,6 +262,39 @@ async fn the_events_api_accepts_signed_callbacks_and_refuses_the_rest() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The server counted that change's way from observation to publication.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let published: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("chex_publish_delay_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .expect("publish delay histogram");
+    assert!(published >= 1, "{metrics}");
+
+    // Signed, but an event of a known type in the wrong shape, or not an object at all: refused
+    // with the reason, nothing applied.
+    for event in [
+        json!({"type": "user_change", "user": slack_id}),
+        json!({"type": "dnd_updated_user"}),
+        json!(5),
+    ] {
+        let body = json!({"type": "event_callback", "team_id": TEAM, "event": event}).to_string();
+        let s = sign(&app.spec.signing_secret, &now.to_string(), body.as_bytes());
+        assert_eq!(
+            post(Some(now.to_string()), Some(s), body).await,
+            400,
+            "{event}"
+        );
+    }
+
     let challenge =
         json!({"type": "url_verification", "team_id": TEAM, "challenge": "abc123"}).to_string();
     let r = app
