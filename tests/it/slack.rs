@@ -263,21 +263,7 @@ async fn the_events_api_accepts_signed_callbacks_and_refuses_the_rest() {
     }
 
     // The server counted that change's way from observation to publication.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let published: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("chex_publish_delay_seconds_count "))
-        .and_then(|v| v.parse().ok())
-        .expect("publish delay histogram");
-    assert!(published >= 1, "{metrics}");
+    assert!(app.metric("chex_publish_delay_seconds_count").await >= 1);
 
     // Signed, but an event of a known type in the wrong shape, or not an object at all: refused
     // with the reason, nothing applied.
