@@ -78,6 +78,15 @@ impl Histogram {
         self.observe_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }
 
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros.load(Ordering::Relaxed)
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut total = 0;
@@ -92,7 +101,7 @@ impl Histogram {
                 }
             }
         }
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = self.sum_micros() as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
     }
 }
@@ -109,8 +118,6 @@ pub struct Metrics {
     pub frames_dropped: Counter,
     pub resyncs: Counter,
     pub slow_consumers_closed: Counter,
-    pub db_write_batches: Counter,
-    pub db_write_micros: Counter,
     pub db_write_failures: Counter,
     pub events_lost: Counter,
     pub slack_events_received: Counter,
@@ -120,12 +127,13 @@ pub struct Metrics {
     pub slack_wait_micros: Counter,
     pub watched_presence_overdue: Counter,
     pub slack_sweeps: Counter,
-    /// Source calls by `(source, method, outcome)`.
     /// From a source's observation to its event's publication on the hub: the server's share of
     /// a change's latency (queueing, group commit, the write itself).
     pub publish_delay: Histogram,
-    /// How long each batch's commit took.
+    /// How long each batch's commit took; `chex_db_write_batches_total` and
+    /// `chex_db_write_seconds_total` are its count and sum.
     pub db_write_duration: Histogram,
+    /// Source calls by `(source, method, outcome)`.
     pub source_calls: DashMap<(&'static str, String, &'static str), u64>,
 }
 
@@ -170,91 +178,90 @@ impl Metrics {
             (
                 "chex_events_in_total",
                 "Observations received from sources.",
-                &self.events_in,
+                self.events_in.get(),
             ),
             (
                 "chex_events_committed_total",
                 "Status events committed to history.",
-                &self.events_committed,
+                self.events_committed.get(),
             ),
             (
                 "chex_frames_out_total",
                 "Event frames written to client connections.",
-                &self.frames_out,
+                self.frames_out.get(),
             ),
             (
                 "chex_frames_dropped_total",
                 "Frames a lagging connection missed (answered with resync).",
-                &self.frames_dropped,
+                self.frames_dropped.get(),
             ),
             (
                 "chex_resyncs_total",
                 "Resync snapshots sent after lag.",
-                &self.resyncs,
+                self.resyncs.get(),
             ),
             (
                 "chex_slow_consumers_closed_total",
                 "Connections closed for staying behind (4008).",
-                &self.slow_consumers_closed,
+                self.slow_consumers_closed.get(),
             ),
             (
                 "chex_db_write_batches_total",
                 "Event batches committed.",
-                &self.db_write_batches,
+                self.db_write_duration.count(),
             ),
             (
                 "chex_db_write_seconds_total",
                 "Time spent committing event batches, in microseconds / 1e6.",
-                &self.db_write_micros,
+                self.db_write_duration.sum_micros(),
             ),
             (
                 "chex_db_write_failures_total",
                 "Failed batch commits (retried).",
-                &self.db_write_failures,
+                self.db_write_failures.get(),
             ),
             (
                 "chex_events_lost_total",
                 "Events dropped after every retry failed.",
-                &self.events_lost,
+                self.events_lost.get(),
             ),
             (
                 "chex_slack_events_received_total",
                 "Slack Events API callbacks accepted.",
-                &self.slack_events_received,
+                self.slack_events_received.get(),
             ),
             (
                 "chex_slack_events_unknown_total",
                 "Slack Events API callbacks of types Chex ignores.",
-                &self.slack_events_unknown,
+                self.slack_events_unknown.get(),
             ),
             (
                 "chex_slack_events_rejected_total",
                 "Slack Events API callbacks refused (signature, replay).",
-                &self.slack_events_rejected,
+                self.slack_events_rejected.get(),
             ),
             (
                 "chex_slack_ratelimited_total",
                 "HTTP 429 answers from Slack.",
-                &self.slack_429,
+                self.slack_429.get(),
             ),
             (
                 "chex_slack_governor_wait_seconds_total",
                 "Time calls waited for the rate-limit governor.",
-                &self.slack_wait_micros,
+                self.slack_wait_micros.get(),
             ),
             (
                 "chex_watched_presence_overdue_total",
                 "Watched presence polls that ran later than one interval.",
-                &self.watched_presence_overdue,
+                self.watched_presence_overdue.get(),
             ),
             (
                 "chex_slack_sweeps_total",
                 "Full users.list sweeps completed, all workspaces.",
-                &self.slack_sweeps,
+                self.slack_sweeps.get(),
             ),
         ];
-        for (name, help, c) in counters {
-            let v = c.get();
+        for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             if name.ends_with("_seconds_total") {
                 let _ = writeln!(out, "{name} {}", v as f64 / 1e6);
@@ -319,5 +326,22 @@ mod tests {
         assert_eq!(line("+Inf"), Some(6));
         assert!(out.contains("x_seconds_count 6\n"));
         assert!(out.contains("# TYPE x_seconds histogram"));
+    }
+
+    #[test]
+    fn the_commit_counters_are_the_commit_histograms_count_and_sum() {
+        let m = Metrics::default();
+        m.db_write_duration.observe_micros(1_500);
+        m.db_write_duration.observe_micros(500);
+        let out = m.render();
+        assert!(out.contains("\nchex_db_write_batches_total 2\n"), "{out}");
+        assert!(
+            out.contains("\nchex_db_write_seconds_total 0.002\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nchex_db_write_duration_seconds_count 2\n"),
+            "{out}"
+        );
     }
 }

@@ -248,10 +248,7 @@ impl Writer {
             let started = Instant::now();
             match self.store.append_events(events).await {
                 Ok(a) => {
-                    METRICS.db_write_batches.inc();
-                    let took = started.elapsed();
-                    METRICS.db_write_micros.add(took.as_micros() as u64);
-                    METRICS.db_write_duration.observe(took);
+                    METRICS.db_write_duration.observe(started.elapsed());
                     METRICS.events_committed.add(a.len() as u64);
                     return Some(a);
                 }

@@ -152,7 +152,6 @@ async fn checkpoints(
     turn: std::sync::Weak<tokio::sync::Mutex<()>>,
     wrote: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
-    const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -163,13 +162,13 @@ async fn checkpoints(
         if !wrote.swap(false, std::sync::atomic::Ordering::Relaxed) {
             continue;
         }
-        let mut done = wal_frames(&readers, CHECKPOINT).await;
+        let mut done = checkpoint_pass(&readers).await;
         if let Ok(frames) = done
             && frames >= RESTART_AFTER_FRAMES
             && let Some(turn) = turn.upgrade()
         {
             let _writing = turn.lock().await;
-            done = wal_frames(&writer, CHECKPOINT).await;
+            done = checkpoint_pass(&writer).await;
         }
         if let Err(e) = done {
             wrote.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -178,12 +177,17 @@ async fn checkpoints(
     }
 }
 
-/// Runs a `wal_checkpoint` pragma; returns the frames in the WAL (its second column).
-async fn wal_frames(db: &DatabaseConnection, pragma: &str) -> Result<i64> {
+/// One PASSIVE checkpoint pass on `db`'s connection; returns the frames in the WAL (the pragma's
+/// second column).
+async fn checkpoint_pass(db: &DatabaseConnection) -> Result<i64> {
+    const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
     let row = db
-        .query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, pragma))
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            CHECKPOINT,
+        ))
         .await?
-        .ok_or_else(|| DbErr::Custom(format!("{pragma} returned no row")))?;
+        .ok_or_else(|| DbErr::Custom(format!("{CHECKPOINT} returned no row")))?;
     Ok(row.try_get_by_index::<i64>(1)?)
 }
 
