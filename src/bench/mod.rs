@@ -11,6 +11,7 @@
 mod floor;
 mod histogram;
 mod load;
+mod post;
 mod server;
 
 use std::time::{Duration, Instant};
@@ -145,13 +146,11 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         Scenario::Users => args.subscribers,
         _ => args.users,
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let http = reqwest::Client::new();
     let srv = ServerProcess::spawn(users, None)?;
     srv.wait_for_people(&http, users).await?;
     let driver = Driver::new(
-        http.clone(),
+        &http,
         &srv.base,
         &srv.sim_url,
         DEMO_TEAM,
@@ -227,7 +226,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     let mut steps = Vec::new();
     for (k, &rate) in args.rates.iter().enumerate() {
         let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
-        let failed_before = driver.failed.load(std::sync::atomic::Ordering::Relaxed);
+        let failed_before = driver.failed();
         let cpu0 = srv.cpu();
         let client0 = server::cpu_of(std::process::id());
         let counters0 = server_counters(&srv, &http).await?;
@@ -280,7 +279,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             started_us,
             cpu,
             client_cpu,
-            failed: driver.failed.load(std::sync::atomic::Ordering::Relaxed) - failed_before,
+            failed: driver.failed() - failed_before,
             server,
         });
         // A quiet second between steps, so one step's tail is not the next one's start.
