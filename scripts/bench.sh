@@ -9,6 +9,8 @@ OUT="${OUT:-bench-results.jsonl}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/chex-release}"
 cargo build --release --bin chex
 CHEX="$CARGO_TARGET_DIR/release/chex"
+# The pipeline scenario's PostgreSQL figure needs a server to write to (a scratch database on it).
+[ -n "${CHEX_TEST_DATABASE_URL:-}" ] || echo "CHEX_TEST_DATABASE_URL is not set: no PostgreSQL write figure (e.g. postgres://postgres@127.0.0.1:5432/postgres)" >&2
 : > "$OUT"
 run() { "$CHEX" bench "$@" | tee /dev/stderr | grep '^BENCH ' | sed "s/^BENCH //" >> "$OUT"; }
 for i in $(seq 1 "$RUNS"); do

@@ -229,8 +229,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let failed_before = driver.failed();
         let cpu0 = srv.cpu();
         let client0 = server::cpu_of(std::process::id());
-        let counters0 = server_counters(&srv, &http).await?;
-        let delays0 = srv.histogram(&http, PUBLISH_DELAY).await?;
+        let metrics0 = srv.scrape(&http).await?;
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
         let per_user = match args.scenario {
@@ -255,15 +254,19 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let client_cpu = server::cpu_of(std::process::id()).saturating_sub(client0);
         // What the server itself counted over the step: tells an event that was late (received
         // and committed, not delivered within the drain) from one that was lost.
+        let metrics = srv.scrape(&http).await?;
         let mut server = serde_json::Map::new();
-        for ((name, before), (_, after)) in counters0
-            .iter()
-            .zip(server_counters(&srv, &http).await?.iter())
-        {
-            server.insert(format!("server_{name}"), (after - before).into());
+        for (name, metric) in SERVER_COUNTERS {
+            let counted = metrics
+                .metric(metric)
+                .saturating_sub(metrics0.metric(metric));
+            server.insert(format!("server_{name}"), counted.into());
         }
         // The server's share of the latency, from its own histogram (bucket bounds, so "at most").
-        let delays = srv.histogram(&http, PUBLISH_DELAY).await?;
+        let (delays0, delays) = (
+            metrics0.histogram(PUBLISH_DELAY),
+            metrics.histogram(PUBLISH_DELAY),
+        );
         for (key, q) in [
             ("server_publish_p50_ms", 0.5),
             ("server_publish_p99_ms", 0.99),
@@ -420,23 +423,12 @@ use rand::{Rng, SeedableRng};
 const PUBLISH_DELAY: &str = "chex_publish_delay_seconds";
 
 /// The server's own counts of Slack events received, status events committed, and events lost
-/// after every retry.
-async fn server_counters(
-    srv: &ServerProcess,
-    http: &reqwest::Client,
-) -> anyhow::Result<[(&'static str, u64); 3]> {
-    Ok([
-        (
-            "received",
-            srv.metric(http, "chex_slack_events_received_total").await?,
-        ),
-        (
-            "committed",
-            srv.metric(http, "chex_events_committed_total").await?,
-        ),
-        ("lost", srv.metric(http, "chex_events_lost_total").await?),
-    ])
-}
+/// after every retry: `(name in the report, metric)`.
+const SERVER_COUNTERS: [(&str, &str); 3] = [
+    ("received", "chex_slack_events_received_total"),
+    ("committed", "chex_events_committed_total"),
+    ("lost", "chex_events_lost_total"),
+];
 
 /// Scenario 5: full sweeps of `users` people through the real poller (CPU and wall time of the
 /// server process; the simulators' thread is measured apart) — the first, which imports everyone, and the next one,

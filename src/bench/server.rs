@@ -200,37 +200,40 @@ impl ServerProcess {
         }
     }
 
-    /// The server's /metrics text.
-    async fn scrape(&self, http: &reqwest::Client) -> anyhow::Result<String> {
-        Ok(http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await?
-            .text()
-            .await?)
+    /// The server's /metrics, read once.
+    pub async fn scrape(&self, http: &reqwest::Client) -> anyhow::Result<Scrape> {
+        Ok(Scrape(
+            http.get(format!("{}/metrics", self.base))
+                .send()
+                .await?
+                .text()
+                .await?,
+        ))
     }
 
-    /// One counter or gauge from /metrics (summed over labels).
+    /// One counter or gauge, read now.
     pub async fn metric(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
-        Ok(self
-            .scrape(http)
-            .await?
+        Ok(self.scrape(http).await?.metric(name))
+    }
+}
+
+/// One reading of the server's /metrics text.
+pub struct Scrape(String);
+
+impl Scrape {
+    /// A counter or gauge (summed over labels).
+    pub fn metric(&self, name: &str) -> u64 {
+        self.0
             .lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64)
+            .sum::<f64>() as u64
     }
 
-    /// A histogram's cumulative buckets from /metrics, as `(upper bound in seconds, count)`.
-    pub async fn histogram(
-        &self,
-        http: &reqwest::Client,
-        name: &str,
-    ) -> anyhow::Result<Vec<(f64, u64)>> {
+    /// A histogram's cumulative buckets, as `(upper bound in seconds, count)`.
+    pub fn histogram(&self, name: &str) -> Vec<(f64, u64)> {
         let prefix = format!("{name}_bucket{{le=\"");
-        Ok(self
-            .scrape(http)
-            .await?
+        self.0
             .lines()
             .filter_map(|l| {
                 let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
@@ -241,7 +244,7 @@ impl ServerProcess {
                 };
                 Some((le, count.parse().ok()?))
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -335,5 +338,20 @@ mod tests {
         assert_eq!(quantile_between(&after, &after, 0.5), None);
         // A server that restarted in between (or a first scrape that failed) reads as a start.
         assert_eq!(quantile_between(&[], &after, 0.5), Some(0.001));
+    }
+
+    #[test]
+    fn one_scrape_answers_counters_and_histograms() {
+        let s = Scrape(
+            "# TYPE chex_x_total counter\nchex_x_total{source=\"a\"} 2\nchex_x_total{source=\"b\"} 3\n\
+             chex_d_seconds_bucket{le=\"0.001\"} 4\nchex_d_seconds_bucket{le=\"+Inf\"} 6\nchex_d_seconds_count 6\n"
+                .into(),
+        );
+        assert_eq!(s.metric("chex_x_total"), 5);
+        assert_eq!(s.metric("chex_missing_total"), 0);
+        assert_eq!(
+            s.histogram("chex_d_seconds"),
+            vec![(0.001, 4), (f64::INFINITY, 6)]
+        );
     }
 }
