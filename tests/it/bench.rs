@@ -31,24 +31,20 @@ fn assert_nothing_lost(r: &Value) {
     assert_eq!(r["send_failures"], 0, "{r}");
 }
 
-#[tokio::test]
-async fn team_fanout_delivers_every_change_to_every_subscriber() {
-    let reports = tokio::task::spawn_blocking(|| {
-        bench(&[
-            "--scenario",
-            "team",
-            "--subscribers",
-            "40",
-            "--users",
-            "8",
-            "--rates",
-            "20,40",
-            "--duration",
-            "1",
-        ])
-    })
-    .await
-    .expect("bench");
+#[test]
+fn team_fanout_delivers_every_change_to_every_subscriber() {
+    let reports = bench(&[
+        "--scenario",
+        "team",
+        "--subscribers",
+        "40",
+        "--users",
+        "8",
+        "--rates",
+        "20,40",
+        "--duration",
+        "1",
+    ]);
     assert_eq!(reports.len(), 2, "one report per rate");
     for r in &reports {
         assert_nothing_lost(r);
@@ -58,22 +54,18 @@ async fn team_fanout_delivers_every_change_to_every_subscriber() {
 }
 
 /// The reference server gets the same subscribers and schedule, and must deliver as exactly.
-#[tokio::test]
-async fn the_floor_server_delivers_every_change_to_every_subscriber() {
-    let reports = tokio::task::spawn_blocking(|| {
-        bench(&[
-            "--scenario",
-            "floor",
-            "--subscribers",
-            "40",
-            "--rates",
-            "20",
-            "--duration",
-            "1",
-        ])
-    })
-    .await
-    .expect("bench");
+#[test]
+fn the_floor_server_delivers_every_change_to_every_subscriber() {
+    let reports = bench(&[
+        "--scenario",
+        "floor",
+        "--subscribers",
+        "40",
+        "--rates",
+        "20",
+        "--duration",
+        "1",
+    ]);
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
     assert_nothing_lost(r);
@@ -82,48 +74,36 @@ async fn the_floor_server_delivers_every_change_to_every_subscriber() {
     assert!(r["extra"]["client_cpu_us_per_delivery"].is_number(), "{r}");
 }
 
-#[tokio::test]
-async fn per_user_topics_deliver_each_change_once() {
-    let reports = tokio::task::spawn_blocking(|| {
-        bench(&[
-            "--scenario",
-            "users",
-            "--subscribers",
-            "30",
-            "--rates",
-            "60",
-            "--duration",
-            "1",
-        ])
-    })
-    .await
-    .expect("bench");
+#[test]
+fn per_user_topics_deliver_each_change_once() {
+    let reports = bench(&[
+        "--scenario",
+        "users",
+        "--subscribers",
+        "30",
+        "--rates",
+        "60",
+        "--duration",
+        "1",
+    ]);
     assert_eq!(reports.len(), 1);
     assert_nothing_lost(&reports[0]);
     assert_eq!(reports[0]["topics"], 30);
     assert_eq!(reports[0]["expected"], reports[0]["sent"]);
 }
 
-#[tokio::test]
-async fn idle_and_pipeline_scenarios_report_memory_and_throughput() {
-    let idle = tokio::task::spawn_blocking(|| {
-        bench(&["--scenario", "idle", "--subscribers", "20", "--users", "5"])
-    })
-    .await
-    .expect("bench");
+#[test]
+fn idle_and_pipeline_scenarios_report_memory_and_throughput() {
+    let idle = bench(&["--scenario", "idle", "--subscribers", "20", "--users", "5"]);
     assert!(idle[0]["rss_idle_mb"].as_f64().expect("rss") > 0.0);
-    let pipeline = tokio::task::spawn_blocking(|| {
-        bench(&[
-            "--scenario",
-            "pipeline",
-            "--users",
-            "300",
-            "--events",
-            "4000",
-        ])
-    })
-    .await
-    .expect("bench");
+    let pipeline = bench(&[
+        "--scenario",
+        "pipeline",
+        "--users",
+        "300",
+        "--events",
+        "4000",
+    ]);
     let extra = &pipeline[0]["extra"];
     assert_eq!(extra["sweep_users"], 300);
     assert!(extra["sqlite_events_per_s"].as_f64().expect("sqlite rate") > 0.0);
