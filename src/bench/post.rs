@@ -88,20 +88,15 @@ async fn lane(
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     failed: Arc<AtomicU64>,
 ) {
-    let mut out = Vec::new();
     let mut answers = BytesMut::with_capacity(4096);
-    while let Some(first) = rx.recv().await {
-        out.clear();
-        out.extend_from_slice(&first);
+    while let Some(mut out) = rx.recv().await {
+        // What queued meanwhile goes after the first request, in its buffer.
         let mut queued = 1;
-        while queued < MAX_PIPELINED {
-            match rx.try_recv() {
-                Ok(more) => {
-                    out.extend_from_slice(&more);
-                    queued += 1;
-                }
-                Err(_) => break,
-            }
+        while queued < MAX_PIPELINED
+            && let Ok(more) = rx.try_recv()
+        {
+            out.extend_from_slice(&more);
+            queued += 1;
         }
         let mut answered = 0;
         if let Err(e) = exchange(&mut tcp, &out, queued, &mut answers, &mut answered, &failed).await
