@@ -8,8 +8,10 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ApiError;
 use super::state::{AppState, CachedWorkspace, WORKSPACE_TTL};
 use crate::metrics::METRICS;
-use crate::poll::slack::{ingest_dnd, ingest_user};
+use crate::poll::slack::{PushedUser, ingest_dnd, ingest_user};
 use crate::sources::slack::events::{Envelope, Event, verify};
+use crate::sources::slack::types::DndInfo;
+use crate::store::entity::connection;
 
 /// Slack's own limit on an event payload is far below this.
 const MAX_BODY: u64 = 1024 * 1024;
@@ -101,16 +103,15 @@ async fn handle(
     // Acknowledge now, process after: Slack wants a 2xx within 3 s. The pipeline retries its own
     // writes, so an acknowledged event is not lost to a slow database.
     tokio::spawn(async move {
+        let work = Work::new(event, &conn);
         let mut wait = std::time::Duration::from_millis(100);
         for attempt in 1..=5 {
-            let r = match &event {
-                Event::UserChange(u) | Event::UserStatusChanged(u) => {
-                    ingest_user(&s.store, &s.pipeline, &s.known_users, &conn, u).await
-                }
-                Event::DndUpdatedUser { user, dnd } => {
+            let r = match &work {
+                Work::User(u) => ingest_user(&s.store, &s.pipeline, &s.known_users, &conn, u).await,
+                Work::Dnd { user, dnd } => {
                     ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd).await
                 }
-                Event::Other(kind) => {
+                Work::Other(kind) => {
                     METRICS.slack_events_unknown.inc();
                     tracing::debug!(kind, "ignoring Slack event type");
                     Ok(())
@@ -129,4 +130,23 @@ async fn handle(
         tracing::error!("a Slack event could not be stored after every retry");
     });
     warp::reply::with_status(warp::reply(), StatusCode::OK).into_response()
+}
+
+/// What a verified event asks for, made ready once before the first attempt to store it.
+enum Work {
+    User(Box<PushedUser>),
+    Dnd { user: String, dnd: DndInfo },
+    Other(String),
+}
+
+impl Work {
+    fn new(event: Event, conn: &connection::Model) -> Work {
+        match event {
+            Event::UserChange(u) | Event::UserStatusChanged(u) => {
+                Work::User(Box::new(PushedUser::new(*u, conn)))
+            }
+            Event::DndUpdatedUser { user, dnd } => Work::Dnd { user, dnd },
+            Event::Other(kind) => Work::Other(kind),
+        }
+    }
 }

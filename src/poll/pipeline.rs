@@ -84,11 +84,7 @@ impl Pipeline {
 
     /// Queues an observation; waits only when the queue is full.
     pub async fn observe(&self, obs: Observation) {
-        METRICS.events_in.inc();
-        if self.tx.send(Command::Observe(obs)).await.is_err() {
-            METRICS.events_lost.inc();
-            tracing::error!("pipeline is gone; observation dropped");
-        }
+        self.send(Command::Observe(obs), 1).await;
     }
 
     /// Queues what one answer of `source` said about several people at `observed_at`, to be
@@ -112,10 +108,15 @@ impl Pipeline {
             return;
         }
         let n = all.len() as u64;
+        self.send(Command::ObserveAll(all), n).await;
+    }
+
+    /// Queues `n` observations, counted in and, if the writer is gone, counted lost.
+    async fn send(&self, cmd: Command, n: u64) {
         METRICS.events_in.add(n);
-        if self.tx.send(Command::ObserveAll(all)).await.is_err() {
+        if self.tx.send(cmd).await.is_err() {
             METRICS.events_lost.add(n);
-            tracing::error!("pipeline is gone; observations dropped");
+            tracing::error!(observations = n, "pipeline is gone; observations dropped");
         }
     }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::pipeline::{Observation, Pipeline};
 use super::presence::{People, Tracked, WatchView, next_presence};
 use crate::crypto::SecretKey;
-use crate::domain::{PersonCard, Source, StatusPatch, now};
+use crate::domain::{CustomStatus, PersonCard, Source, StatusPatch, now};
 use crate::hub::Watched;
 use crate::metrics::METRICS;
 use crate::sources::slack::types::{DndInfo, User};
@@ -250,7 +250,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                     .is_none_or(|t| t.updated != head.updated)
                 {
                     match member.user() {
-                        Ok(u) => changed.push(record(&u)),
+                        Ok(u) => changed.push(record(u)),
                         Err(e) => {
                             unreadable = Some(e);
                             continue;
@@ -445,15 +445,16 @@ async fn dnd_loop(conn: Arc<Conn>) {
     }
 }
 
-/// A Slack user as the store keeps them.
-pub fn record(u: &User) -> SlackUserRecord {
-    let p = &u.profile;
+/// A Slack user as the store keeps them, made of the parsed user's own fields (moved, not
+/// copied: every caller is done with the parsed user).
+pub fn record(u: User) -> SlackUserRecord {
+    let p = u.profile;
     SlackUserRecord {
-        slack_id: u.id.clone(),
-        team_id: u.team_id.clone(),
-        name: u.name.clone(),
-        real_name: u.real_name.clone(),
-        color: u.color.clone(),
+        slack_id: u.id,
+        team_id: u.team_id,
+        name: u.name,
+        real_name: u.real_name,
+        color: u.color,
         deleted: u.deleted,
         has_2fa: u.has_2fa,
         is_admin: u.is_admin,
@@ -463,66 +464,82 @@ pub fn record(u: &User) -> SlackUserRecord {
         is_primary_owner: u.is_primary_owner,
         is_restricted: u.is_restricted,
         is_ultra_restricted: u.is_ultra_restricted,
-        tz: u.tz.clone(),
-        tz_label: u.tz_label.clone(),
+        tz: u.tz,
+        tz_label: u.tz_label,
         tz_offset: u.tz_offset,
         updated: u.updated,
         profile: SlackProfileRecord {
-            avatar_hash: p.avatar_hash.clone(),
-            display_name: p.display_name.clone(),
-            display_name_normalized: p.display_name_normalized.clone(),
-            email: p.email.clone(),
-            first_name: p.first_name.clone(),
-            last_name: p.last_name.clone(),
-            image_24: p.image_24.clone(),
-            image_32: p.image_32.clone(),
-            image_48: p.image_48.clone(),
-            image_72: p.image_72.clone(),
-            image_192: p.image_192.clone(),
-            image_512: p.image_512.clone(),
-            image_1024: p.image_1024.clone(),
-            image_original: p.image_original.clone(),
-            phone: p.phone.clone(),
-            real_name: p.real_name.clone(),
-            real_name_normalized: p.real_name_normalized.clone(),
-            skype: p.skype.clone(),
-            status_emoji: p.status_emoji.clone(),
-            status_text: p.status_text.clone(),
+            avatar_hash: p.avatar_hash,
+            display_name: p.display_name,
+            display_name_normalized: p.display_name_normalized,
+            email: p.email,
+            first_name: p.first_name,
+            last_name: p.last_name,
+            image_24: p.image_24,
+            image_32: p.image_32,
+            image_48: p.image_48,
+            image_72: p.image_72,
+            image_192: p.image_192,
+            image_512: p.image_512,
+            image_1024: p.image_1024,
+            image_original: p.image_original,
+            phone: p.phone,
+            real_name: p.real_name,
+            real_name_normalized: p.real_name_normalized,
+            skype: p.skype,
+            status_emoji: p.status_emoji,
+            status_text: p.status_text,
             status_expiration: p.status_expiration,
-            team: p.team.clone(),
-            title: p.title.clone(),
+            team: p.team,
+            title: p.title,
         },
     }
 }
 
-/// Applies a user pushed by the Events API (`user_change` / `user_status_changed`): stores it and
-/// observes its custom status.
+/// A user pushed by the Events API (`user_change` / `user_status_changed`), made ready once: its
+/// record, the record's fingerprint and its custom status. A failed attempt to store it is retried
+/// with the same one.
+pub struct PushedUser {
+    rec: SlackUserRecord,
+    print: u64,
+    custom: CustomStatus,
+}
+
+impl PushedUser {
+    pub fn new(user: User, conn: &connection::Model) -> PushedUser {
+        let custom = user.profile.custom_status();
+        let mut rec = record(user);
+        if rec.team_id.is_empty() {
+            rec.team_id = conn.external_id.clone();
+        }
+        let print = KnownUsers::fingerprint(&mut rec);
+        PushedUser { rec, print, custom }
+    }
+}
+
+/// Applies a pushed user: stores it unless it is known unchanged, and observes its custom status.
 pub async fn ingest_user(
     store: &Store,
     pipeline: &Pipeline,
     known: &KnownUsers,
     conn: &connection::Model,
-    user: &User,
+    user: &PushedUser,
 ) -> crate::store::Result<()> {
-    let mut rec = record(user);
-    if rec.team_id.is_empty() {
-        rec.team_id = conn.external_id.clone();
-    }
     let patch = StatusPatch {
-        custom: Some(user.profile.custom_status()),
+        custom: Some(user.custom.clone()),
         ..Default::default()
     };
-    let print = KnownUsers::fingerprint(&mut rec);
-    if let Some(card) = known.get(conn.id, &rec.slack_id, print) {
+    let rec = &user.rec;
+    if let Some(card) = known.get(conn.id, &rec.slack_id, user.print) {
         observe_now(pipeline, card, patch).await;
         return Ok(());
     }
     let rows = store
-        .upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(&rec))
+        .upsert_slack_users(conn.id, conn.organization_id, std::slice::from_ref(rec))
         .await?;
     if let Some(row) = rows.into_iter().next().filter(trackable) {
         let card = Arc::new(row.card());
-        known.insert(conn.id, &rec.slack_id, print, card.clone());
+        known.insert(conn.id, &rec.slack_id, user.print, card.clone());
         observe_now(pipeline, card, patch).await;
     }
     Ok(())
