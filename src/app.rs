@@ -168,6 +168,27 @@ impl Drop for Server {
     }
 }
 
+/// Connections the kernel may hold for the server, handshaken but not yet accepted (the kernel
+/// caps it at `net.core.somaxconn`, 4,096 by default since Linux 5.4).
+///
+/// `TcpListener::bind` asks for std's 128. Opening 10,000 bench subscribers, at most 700 at a time,
+/// overflowed that ~2,800 times a run (`ListenOverflows` in `nstat`): each overflow costs a client
+/// a SYN retransmit (1 s, then 3 s, …), and where a SYN cookie then fails, a reset (one bench run
+/// in about twelve died of one). Every dashboard reconnecting after a deploy is the same burst.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a queue of [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `bind` sets).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Sets TCP_NODELAY on the listening socket; Linux copies it to every accepted connection.
 ///
 /// Without it Nagle's algorithm holds a small write while an earlier one is unacknowledged, and
@@ -193,5 +214,39 @@ fn no_delay(listener: &TcpListener) {
             error = %std::io::Error::last_os_error(),
             "could not set TCP_NODELAY; small frames may wait for ACKs"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of connections past std's 128 all complete their handshake while nobody accepts:
+    /// the kernel queues them instead of dropping their SYNs.
+    #[tokio::test]
+    async fn listen_queues_a_reconnect_burst() {
+        const BURST: usize = 300;
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok());
+        if somaxconn.is_none_or(|m| m < BURST) {
+            eprintln!(
+                "skipped: net.core.somaxconn is {somaxconn:?}, below the burst of {BURST} (the kernel caps the queue)"
+            );
+            return;
+        }
+        let listener = listen("127.0.0.1:0".parse().expect("address")).expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let connects = (0..BURST).map(|_| {
+            tokio::time::timeout(
+                Duration::from_millis(800),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let connected = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        // With a queue of 128 the SYNs past it wait for their first retransmit, a second away.
+        assert_eq!(connected, BURST, "connections handshaken within 800 ms");
+        drop(listener);
     }
 }

@@ -162,7 +162,7 @@ pub async fn start(
     for address in &mailboxes {
         connect_gmail(&store, &key, org.id, address).await?;
     }
-    let listener = TcpListener::bind(config.bind).await.map_err(|e| {
+    let listener = crate::app::listen(config.bind).map_err(|e| {
         StartError::Other(format!("CHEX_BIND: cannot listen on {}: {e}", config.bind))
     })?;
     let server = Server::start_with_store(config, listener, store).await?;

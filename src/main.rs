@@ -174,8 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             init_tracing(&config.log, config.log_format);
-            let listener = tokio::net::TcpListener::bind(config.bind)
-                .await
+            let listener = chex::app::listen(config.bind)
                 .with_context(|| format!("CHEX_BIND: cannot listen on {}", config.bind))?;
             let mut server = chex::app::Server::start(config, listener).await?;
             tracing::info!(addr = %server.addr, "chex listening");

@@ -101,7 +101,7 @@ impl TestApp {
                 .await
                 .expect("check");
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = chex::app::listen(([127, 0, 0, 1], 0).into()).expect("listen");
         let server = Server::start_with_store(config, listener, store)
             .await
             .expect("server");
