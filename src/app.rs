@@ -174,7 +174,7 @@ impl Drop for Server {
 /// `TcpListener::bind` asks for std's 128. Opening 10,000 bench subscribers, at most 700 at a time,
 /// overflowed that ~2,800 times a run (`ListenOverflows` in `nstat`): each overflow costs a client
 /// a SYN retransmit (1 s, then 3 s, …), and where a SYN cookie then fails, a reset (one bench run
-/// in about twelve died of one). Every dashboard reconnecting after a deploy is the same burst.
+/// in about a dozen died of one). Every dashboard reconnecting after a deploy is the same burst.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Listens on `addr` with a queue of [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `bind` sets).

@@ -196,8 +196,8 @@ async fn checkpoints(
 /// 3.4-4.8 ms (median of a run) against 7.8-10.7, and the users scenario's p90 at 8,000/s 6.5-10.1
 /// ms against 14.0-15.3, in three interleaved pairs (session 12), and its p99 26.1 ms against
 /// 35.0 (medians of seven runs each). At lower rates the first catch-up pass finds next to
-/// nothing new. A threshold of 16,384 frames (a quarter of the restarts) measured
-/// no different in three pairs.
+/// nothing new. A threshold of 16,384 frames (a quarter of the restarts) measured no different
+/// in three pairs.
 async fn restart_wal(
     readers: &DatabaseConnection,
     writer: &DatabaseConnection,
