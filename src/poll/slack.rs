@@ -213,12 +213,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         let Some(_permit) = conn.permit().await else {
             return false;
         };
-        let page = match conn
-            .ctx
-            .client
-            .users_list_page_lazy(&conn.token, &cursor, 200)
-            .await
-        {
+        let page = match conn.ctx.client.users_page(&conn.token, &cursor, 200).await {
             Ok(p) => p,
             Err(SlackError::InvalidCursor) => {
                 cursor.clear();
@@ -231,12 +226,12 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         };
         drop(_permit);
         // Every member's head is read; the whole record only when its `updated` moved.
-        let mut heads = Vec::with_capacity(page.members.len());
+        let mut heads = Vec::with_capacity(page.members().len());
         let mut changed: Vec<SlackUserRecord> = Vec::new();
         let mut unreadable = None;
         {
             let people = conn.people();
-            for member in &page.members {
+            for member in page.members() {
                 let head = match member.head() {
                     Ok(h) if !h.id.is_empty() => h,
                     Ok(_) => continue,
@@ -260,6 +255,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 heads.push(head);
             }
         }
+        let next_cursor = page.into_next_cursor();
         if let Some(e) = unreadable {
             // The rest of the page still counts; the member is read again next sweep.
             tracing::warn!(error = %e, "users.list members of an unexpected shape skipped");
@@ -326,7 +322,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
             (card, patch)
         }))
         .await;
-        cursor = page.response_metadata.next_cursor;
+        cursor = next_cursor;
         if cursor.is_empty() {
             let _ = conn.ctx.store.record_poll(conn.model.id, now(), None).await;
             METRICS.slack_sweeps.inc();

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::error::SlackError;
 use super::governor::Governor;
 use super::types::*;
+use super::users_page::UsersPage;
 use crate::crypto::fingerprint;
 use crate::metrics::METRICS;
 use crate::sources::http::{ATTEMPTS, retry_after, without_url};
@@ -58,31 +60,22 @@ impl SlackClient {
         cursor: &str,
         limit: u32,
     ) -> Result<UsersList, SlackError> {
-        self.users_list(token, cursor, limit).await
+        self.call(token, "users.list", &users_list_query(cursor, limit))
+            .await
     }
 
-    /// The same page with its members left unparsed, for sweeps: see [`Member`].
-    pub async fn users_list_page_lazy(
+    /// The same page with its members left unparsed, for sweeps: see [`UsersPage`].
+    pub async fn users_page(
         &self,
         token: &str,
         cursor: &str,
         limit: u32,
-    ) -> Result<UsersListLazy, SlackError> {
-        self.users_list(token, cursor, limit).await
-    }
-
-    async fn users_list<P: DeserializeOwned>(
-        &self,
-        token: &str,
-        cursor: &str,
-        limit: u32,
-    ) -> Result<P, SlackError> {
-        let limit = limit.clamp(1, USERS_LIST_LIMIT).to_string();
-        let mut q = vec![("limit", limit)];
-        if !cursor.is_empty() {
-            q.push(("cursor", cursor.to_owned()));
-        }
-        self.call(token, "users.list", &q).await
+    ) -> Result<UsersPage, SlackError> {
+        let query = users_list_query(cursor, limit);
+        self.call_with(token, "users.list", &query, |body| {
+            UsersPage::read(body.into())
+        })
+        .await
     }
 
     /// Every member of the workspace, page by page until `next_cursor` is empty.
@@ -135,20 +128,33 @@ impl SlackClient {
         self.call(token, "dnd.teamInfo", &[("users", users)]).await
     }
 
-    /// One Slack method call: waits for the governor, sends the token as a bearer header, and
-    /// retries transient failures (after the governor's backoff, or the 429's `Retry-After`).
+    /// One Slack method call, its body read as `T`: see [`SlackClient::call_with`].
     async fn call<T: DeserializeOwned>(
         &self,
         token: &str,
         method: &'static str,
         query: &[(&str, String)],
     ) -> Result<T, SlackError> {
+        self.call_with(token, method, query, |body| parse(&body))
+            .await
+    }
+
+    /// One Slack method call: waits for the governor, sends the token as a bearer header, reads
+    /// the body with `read`, and retries transient failures (after the governor's backoff, or
+    /// the 429's `Retry-After`).
+    async fn call_with<T>(
+        &self,
+        token: &str,
+        method: &'static str,
+        query: &[(&str, String)],
+        read: impl Fn(Bytes) -> Result<T, SlackError>,
+    ) -> Result<T, SlackError> {
         let key = fingerprint(token);
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.governor.acquire(&key, method).await;
-            let result = self.call_once(token, method, query).await;
+            let result = self.call_once(token, method, query).await.and_then(&read);
             METRICS.source_call("slack", method, outcome(&result));
             match result {
                 Ok(v) => {
@@ -173,12 +179,13 @@ impl SlackClient {
         }
     }
 
-    async fn call_once<T: DeserializeOwned>(
+    /// One HTTP request: the body of a 2xx answer, or the error its status says.
+    async fn call_once(
         &self,
         token: &str,
         method: &str,
         query: &[(&str, String)],
-    ) -> Result<T, SlackError> {
+    ) -> Result<Bytes, SlackError> {
         let resp = self
             .http
             .get(format!("{}/{method}", self.base))
@@ -195,12 +202,18 @@ impl SlackClient {
         if !status.is_success() {
             return Err(SlackError::Http(status.as_u16()));
         }
-        let body = resp
-            .bytes()
+        resp.bytes()
             .await
-            .map_err(|e| SlackError::Transport(without_url(e)))?;
-        parse(&body)
+            .map_err(|e| SlackError::Transport(without_url(e)))
     }
+}
+
+fn users_list_query(cursor: &str, limit: u32) -> Vec<(&'static str, String)> {
+    let mut q = vec![("limit", limit.clamp(1, USERS_LIST_LIMIT).to_string())];
+    if !cursor.is_empty() {
+        q.push(("cursor", cursor.to_owned()));
+    }
+    q
 }
 
 /// Reads a Slack body: `ok:false` becomes the typed error, `ok:true` the typed payload.

@@ -6,7 +6,9 @@ mod error;
 pub mod events;
 mod governor;
 pub mod types;
+mod users_page;
 
 pub use client::{DND_TEAM_BATCH, SlackClient, USERS_LIST_LIMIT, parse};
 pub use error::SlackError;
 pub use governor::{Governor, Tier, tier_of};
+pub use users_page::{Member, UsersPage};

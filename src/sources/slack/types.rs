@@ -189,45 +189,8 @@ pub struct UsersList {
     pub response_metadata: ResponseMetadata,
 }
 
-/// A `users.list` page whose members are parsed on demand.
-///
-/// A sweep of a 50,000-person workspace reads ~100 MB of JSON, and on a steady workspace almost
-/// nobody's record changed since the last one: only the head of each member (id, `updated`,
-/// status) is needed, and the whole record only when `updated` moved. Parsing all ~40 fields of
-/// every member into owned strings was most of a steady sweep's CPU.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct UsersListLazy {
-    #[serde(deserialize_with = "nullable")]
-    pub members: Vec<Member>,
-    #[serde(deserialize_with = "nullable")]
-    pub response_metadata: ResponseMetadata,
-}
-
-/// One member of a [`UsersListLazy`] page, still as the JSON Slack sent.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct Member(Box<serde_json::value::RawValue>);
-
-impl Member {
-    pub fn head(&self) -> Result<UserHead, serde_json::Error> {
-        self.parse()
-    }
-
-    pub fn user(&self) -> Result<User, serde_json::Error> {
-        self.parse()
-    }
-
-    /// The member as `T`; a `null` member is `T`'s default, as in an eager parse.
-    fn parse<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, serde_json::Error> {
-        Ok(
-            Option::<T>::deserialize(&mut serde_json::Deserializer::from_str(self.0.get()))?
-                .unwrap_or_default(),
-        )
-    }
-}
-
-/// What a sweep reads of every member: who, whether the record moved, and the status.
+/// What a sweep reads of every member (see [`super::UsersPage`]): who, whether the record moved,
+/// and the status.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct UserHead {
