@@ -73,7 +73,8 @@ impl Server {
         let shutdown = CancellationToken::new();
         let hub = Hub::default();
         let (pipeline, pipeline_task) =
-            Pipeline::spawn(store.clone(), hub.clone(), shutdown.child_token());
+            Pipeline::spawn(store.clone(), hub.clone(), shutdown.child_token())
+                .map_err(|e| StartError::Other(format!("starting the pipeline: {e}")))?;
         let governor = Arc::new(Governor::new(config.slack_rate_scale));
         let slack = SlackClient::new(&config.slack_api_url, governor)
             .map_err(|e| StartError::Other(e.to_string()))?;

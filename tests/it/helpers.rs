@@ -61,6 +61,7 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, o: Options) -> TestApp {
+        install_crypto();
         let spec = WorkspaceSpec::new(TEAM, o.users);
         let sim = SlackSim::start(
             TcpListener::bind("127.0.0.1:0").await.expect("bind sim"),

@@ -233,3 +233,77 @@ async fn presence_polling_can_be_kept_to_watched_people() {
         "one watched person at a 1 s interval for ~2 s: {calls} calls"
     );
 }
+
+/// On a SQLite file the pipeline runs on a thread of its own: a change is committed and published
+/// while the server's runtime runs nothing at all (here its one thread, the test's, is blocked).
+#[tokio::test]
+async fn on_a_sqlite_file_a_change_is_committed_and_published_while_the_runtime_is_blocked() {
+    let app = TestApp::spawn_on(
+        TestDb::sqlite_file().await,
+        Options {
+            users: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    app.wait_for_people(2).await;
+    let state = &app.server.state;
+    // The sweep's baseline is committed: the change below needs no read of current statuses.
+    state.pipeline.flush().await;
+    let person = state
+        .store
+        .people(
+            app.org_id,
+            &chex::store::PeopleFilter {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("people")
+        .remove(0);
+    let card = std::sync::Arc::new(person.card());
+    let mut sub = state.hub.subscribe(&card.topic);
+    let text = "Blocked runtime";
+    state
+        .pipeline
+        .observe(chex::poll::Observation {
+            person: card,
+            patch: chex::domain::StatusPatch {
+                custom: Some(chex::domain::CustomStatus {
+                    text: text.into(),
+                    emoji: ":lock:".into(),
+                    expires_at: None,
+                }),
+                ..Default::default()
+            },
+            observed_at: chex::domain::now(),
+            source: chex::domain::Source::Slack,
+        })
+        .await;
+
+    // No await from here on: nothing of this runtime runs until the delivery is in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        match sub.try_recv() {
+            Ok(d) if d.frame.to_text().is_ok_and(|f| f.contains(text)) => break d,
+            Ok(_) => continue,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("no delivery while the runtime was blocked: {e}"),
+        }
+    };
+    assert_eq!(delivery.person_id, person.person_id);
+    let latest = state
+        .store
+        .latest_events(&[person.person_id])
+        .await
+        .expect("latest");
+    let stored = &latest[&person.person_id];
+    assert_eq!(
+        stored.id, delivery.event_id,
+        "published after it was stored"
+    );
+    assert_eq!(stored.status().text, text);
+}
