@@ -1,7 +1,7 @@
 //! Change detection and persist-then-publish.
 //!
-//! One task owns every person's current status, so detection needs no locks and seqs cannot race.
-//! It takes everything queued into a batch (at most [`MAX_BATCH`], give or take one source's
+//! One writer owns every person's current status, so detection needs no locks and seqs cannot
+//! race. It takes everything queued into a batch (at most [`MAX_BATCH`], give or take one source's
 //! page), commits the batch in one transaction, and only then hands the events to the hub: a
 //! client never sees an event that history does not hold.
 //!
