@@ -55,7 +55,6 @@ impl Default for Options {
 
 impl TestApp {
     pub async fn spawn_with(o: Options) -> TestApp {
-        install_crypto();
         let db = TestDb::sqlite().await;
         Self::spawn_on(db, o).await
     }
