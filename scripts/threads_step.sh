@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Per-thread accounting of the server during a step of `chex bench`, without a profiler:
+#   scripts/threads_step.sh OUT SECS -- --scenario users --subscribers 10000 --rates 8000 --duration 10
+# For SECS seconds, starting a second after the server has received its first Slack event, each
+# server thread's CPU, voluntary and involuntary context switches, write calls and bytes written
+# (/proc/<pid>/task/<tid>/{stat,status,io}), and the commits and events committed meanwhile
+# (/metrics). A thread that wakes for every arrival shows as voluntary switches; one preempted by
+# others as involuntary ones; the appender's write calls, two per WAL frame, count its frames.
+# The bench's own output goes to OUT.log, the table to OUT (and stdout).
+set -euo pipefail
+export LC_ALL=C
+OUT=$1; SECS=$2; shift 3
+CHEX="${CHEX:-${CARGO_TARGET_DIR:-/root/.cache/chex-release}/release/chex}"
+ulimit -n 20000
+"$CHEX" bench "$@" > "$OUT.log" 2>&1 &
+bench=$!
+port=""
+while [ -z "$port" ]; do
+  sleep 0.5
+  kill -0 "$bench" 2>/dev/null || { echo "the bench ended before its server was up: see $OUT.log" >&2; exit 1; }
+  server=$(pgrep -f "$CHEX demo" | head -1 || true)
+  # The demo listens on several ports (its simulators too): the server is the one with /metrics.
+  for p in $( [ -n "$server" ] && ss -ltnp | grep "pid=$server," | grep -o '127.0.0.1:[0-9]*' ); do
+    curl -s "http://$p/metrics" | grep -q '^chex_' && { port=$p; break; }
+  done
+done
+metric() { curl -s "http://$port/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
+until [ "$(metric chex_slack_events_received_total)" -gt 0 ]; do
+  kill -0 "$bench" 2>/dev/null || { echo "the bench ended before a step started" >&2; exit 1; }
+  sleep 0.2
+done
+sleep 1
+# One line per thread: tid, name, voluntary and involuntary switches, CPU ticks, write calls, bytes.
+snapshot() {
+  for t in /proc/"$server"/task/*; do
+    [ -r "$t/io" ] || continue
+    printf '%s %s %s %s %s\n' "$(basename "$t")" "$(tr ' ' '_' < "$t/comm")" \
+      "$(awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {print v, n}' "$t/status")" \
+      "$(awk '{print $14 + $15}' "$t/stat")" \
+      "$(awk '/^syscw/ {c = $2} /^wchar/ {b = $2} END {print c, b}' "$t/io")"
+  done | sort
+}
+commits0=$(metric chex_db_write_duration_seconds_count); events0=$(metric chex_events_committed_total)
+snapshot > "$OUT.t0"
+sleep "$SECS"
+snapshot > "$OUT.t1"
+commits1=$(metric chex_db_write_duration_seconds_count); events1=$(metric chex_events_committed_total)
+hz=$(getconf CLK_TCK)
+{
+  echo "over ${SECS} s: $((commits1 - commits0)) commits, $((events1 - events0)) events committed"
+  printf '%-8s %-16s %9s %9s %8s %9s %10s\n' tid thread voluntary involunt cpu_s writes MB_written
+  # Threads that started or ended inside the window are left out: they have no pair of readings.
+  join "$OUT.t0" "$OUT.t1" | awk -v hz="$hz" '{
+    printf "%-8s %-16s %9d %9d %8.2f %9d %10.1f\n", $1, $2, $9 - $3, $10 - $4, ($11 - $5) / hz, $12 - $6, ($13 - $7) / 1e6
+  }'
+} | tee "$OUT"
+wait "$bench"
