@@ -25,7 +25,7 @@ const APPEND_LOCK: i64 = 0x6368_6578_0001;
 /// COPY data per protocol message.
 const COPY_CHUNK: usize = 64 * 1024;
 
-/// Appends `batch` in one transaction: heads read, ids drawn, rows copied, heads upserted.
+/// Appends `batch` in one transaction: heads read, ids drawn, rows copied.
 pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appended>> {
     let mut tx = pool.begin().await.map_err(StoreError::sqlx)?;
     // One appender at a time (across processes too): seqs are read and assigned under it, and
@@ -38,8 +38,11 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     let people = people_of(batch);
 
     let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::with_capacity(people.len());
+    // Each person's last entry of `ux_status_events_person_seq`, one backward index probe each.
     for row in sqlx::query(
-        "SELECT person_id, seq, observed_at FROM person_status WHERE person_id = ANY($1)",
+        "SELECT p.id, h.seq, h.observed_at FROM unnest($1::bigint[]) AS p(id) \
+         CROSS JOIN LATERAL (SELECT seq, observed_at FROM status_events \
+         WHERE person_id = p.id ORDER BY seq DESC LIMIT 1) AS h",
     )
     .bind(&people)
     .fetch_all(&mut *tx)
@@ -84,25 +87,6 @@ pub(super) async fn append(pool: &PgPool, batch: &[NewEvent]) -> Result<Vec<Appe
     }
     copy.finish().await.map_err(StoreError::sqlx)?;
 
-    let (mut hp, mut hs, mut ha) = (Vec::new(), Vec::new(), Vec::new());
-    for p in &people {
-        if let Some((seq, at)) = last.get(p) {
-            hp.push(*p);
-            hs.push(*seq);
-            ha.push(*at);
-        }
-    }
-    sqlx::query(
-        "INSERT INTO person_status (person_id, seq, observed_at) \
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) \
-         ON CONFLICT (person_id) DO UPDATE SET seq = EXCLUDED.seq, observed_at = EXCLUDED.observed_at",
-    )
-    .bind(&hp)
-    .bind(&hs)
-    .bind(&ha)
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::sqlx)?;
     tx.commit().await.map_err(StoreError::sqlx)?;
     Ok(appended(assigned, ids))
 }

@@ -1,7 +1,7 @@
 //! SQLite appends as one job, run where the connection lives.
 //!
 //! Through sqlx every statement is a hand-off to its connection's worker thread and back. On the
-//! 2-vCPU VMs Chex is measured on, each hand-off cost 100–200 µs of wake-ups, and an append is
+//! 2-vCPU VMs Chex is measured on, each hand-off cost 100–200 µs of wake-ups, and an append was
 //! five of them at least (begin, read the heads, insert, upsert the heads, commit): a one-event
 //! append took ~1.1 ms, mostly waiting, and at 2,000 changes/s the writer was busy 88% of the
 //! time. Here a batch crosses threads once, and its statements run back to back on a thread that
@@ -100,15 +100,18 @@ pub(super) async fn append_in_place(
     append(&borrowed, batch).map_err(sqlite)
 }
 
-/// One append: the heads read, seqs assigned, rows inserted and heads moved, in one IMMEDIATE
-/// transaction (it takes the write lock first, so its read of the heads cannot go stale).
+/// One append: the heads read, seqs assigned and rows inserted, in one IMMEDIATE transaction (it
+/// takes the write lock first, so its read of the heads cannot go stale).
 fn append(conn: &rusqlite::Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<Appended>> {
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
     let people = people_of(batch);
     let mut last: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::with_capacity(people.len());
     {
-        let mut head =
-            tx.prepare_cached("SELECT seq, observed_at FROM person_status WHERE person_id = ?1")?;
+        // The person's last entry of `ux_status_events_person_seq`, read backwards.
+        let mut head = tx.prepare_cached(
+            "SELECT seq, observed_at FROM status_events WHERE person_id = ?1 \
+             ORDER BY seq DESC LIMIT 1",
+        )?;
         for &p in &people {
             let row = head
                 .query_row([p], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
@@ -145,16 +148,6 @@ fn append(conn: &rusqlite::Connection, batch: &[NewEvent]) -> rusqlite::Result<V
                 e.source.as_str(),
             ])?;
             ids.push(tx.last_insert_rowid());
-        }
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO person_status (person_id, seq, observed_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (person_id) DO UPDATE SET seq = excluded.seq, \
-             observed_at = excluded.observed_at",
-        )?;
-        for p in &people {
-            if let Some((seq, at)) = last.get(p) {
-                upsert.execute(params![p, seq, time(*at)])?;
-            }
         }
     }
     tx.commit()?;

@@ -105,6 +105,61 @@ async fn migrations_go_up_down_and_up_again() {
     .await;
 }
 
+/// Undoing the migration that dropped `person_status` rebuilds the table from history (each
+/// person's last seq and time, as appends kept it), and doing it again leaves appends continuing
+/// each person's seqs from history alone.
+#[tokio::test]
+async fn undoing_the_person_status_drop_rebuilds_it_from_history() {
+    use sea_orm::ConnectionTrait;
+    each_backend(|store| async move {
+        let (a, b) = (person(&store, "UA").await, person(&store, "UB").await);
+        let t = now();
+        let later = t + chrono::Duration::seconds(1);
+        store
+            .append_events(&[
+                event(a, Presence::Active, t),
+                event(a, Presence::Away, later),
+                event(b, Presence::Active, t),
+            ])
+            .await
+            .expect("append");
+        let single = store.single().await.expect("single connection");
+        let db = single.db();
+        Migrator::down(db, Some(1)).await.expect("down one");
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT person_id, seq, observed_at FROM person_status ORDER BY person_id",
+            ))
+            .await
+            .expect("person_status is back");
+        let heads: Vec<(i64, i64, chrono::DateTime<chrono::Utc>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "person_id").expect("person_id"),
+                    r.try_get("", "seq").expect("seq"),
+                    r.try_get("", "observed_at").expect("observed_at"),
+                )
+            })
+            .collect();
+        let mut want = vec![(a, 2, later), (b, 1, t)];
+        want.sort();
+        assert_eq!(heads, want);
+        Migrator::up(db, None).await.expect("up again");
+        let next = store
+            .append_events(&[event(
+                a,
+                Presence::Active,
+                later + chrono::Duration::seconds(1),
+            )])
+            .await
+            .expect("append after");
+        assert_eq!(next[0].seq, 3, "seqs continue from history");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn upserting_a_slack_user_twice_keeps_one_person() {
     each_backend(|store| async move {

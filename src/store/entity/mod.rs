@@ -6,7 +6,6 @@ pub mod check;
 pub mod connection;
 pub mod organization;
 pub mod person;
-pub mod person_status;
 pub mod refresh_token;
 pub mod revoked_jti;
 pub mod slack_profile;
