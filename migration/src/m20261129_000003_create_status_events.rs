@@ -77,22 +77,7 @@ impl MigrationTrait for Migration {
             manager.create_index(index.to_owned()).await?;
         }
 
-        manager
-            .create_table(
-                Table::create()
-                    .table(PersonStatus::Table)
-                    .col(big_integer(PersonStatus::PersonId).primary_key())
-                    .col(big_integer(PersonStatus::Seq))
-                    .col(timestamp_with_time_zone(PersonStatus::ObservedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(PersonStatus::Table, PersonStatus::PersonId)
-                            .to(People::Table, People::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await
+        manager.create_table(person_status_table()).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -125,8 +110,24 @@ enum StatusEvents {
     Source,
 }
 
+/// Each person's last seq and its time (000005 drops it; its down makes it again from here).
+pub(crate) fn person_status_table() -> TableCreateStatement {
+    Table::create()
+        .table(PersonStatus::Table)
+        .col(big_integer(PersonStatus::PersonId).primary_key())
+        .col(big_integer(PersonStatus::Seq))
+        .col(timestamp_with_time_zone(PersonStatus::ObservedAt))
+        .foreign_key(
+            ForeignKey::create()
+                .from(PersonStatus::Table, PersonStatus::PersonId)
+                .to(People::Table, People::Id)
+                .on_delete(ForeignKeyAction::Cascade),
+        )
+        .to_owned()
+}
+
 #[derive(DeriveIden)]
-enum PersonStatus {
+pub(crate) enum PersonStatus {
     Table,
     PersonId,
     Seq,

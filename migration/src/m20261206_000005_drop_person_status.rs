@@ -2,9 +2,9 @@
 //! `ux_status_events_person_seq` is the same pointer, and an append already writes that index's
 //! leaf for the person. Keeping the table cost every appended event a leaf of its own and an
 //! upsert: a fifth of SQLite's WAL frames per change (docs/benchmarks.md, session 16).
-use sea_orm_migration::{prelude::*, schema::*};
+use sea_orm_migration::prelude::*;
 
-use crate::m20261129_000002_create_sources::People;
+use crate::m20261129_000003_create_status_events::{PersonStatus, person_status_table};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -17,24 +17,9 @@ impl MigrationTrait for Migration {
             .await
     }
 
-    /// Recreates the table as 000003 made it, filled from each person's last event.
+    /// Makes the table again as 000003 made it, filled from each person's last event.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_table(
-                Table::create()
-                    .table(PersonStatus::Table)
-                    .col(big_integer(PersonStatus::PersonId).primary_key())
-                    .col(big_integer(PersonStatus::Seq))
-                    .col(timestamp_with_time_zone(PersonStatus::ObservedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(PersonStatus::Table, PersonStatus::PersonId)
-                            .to(People::Table, People::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_table(person_status_table()).await?;
         // Standard SQL, the same on both backends.
         manager
             .get_connection()
@@ -46,12 +31,4 @@ impl MigrationTrait for Migration {
             .await
             .map(drop)
     }
-}
-
-#[derive(DeriveIden)]
-enum PersonStatus {
-    Table,
-    PersonId,
-    Seq,
-    ObservedAt,
 }
