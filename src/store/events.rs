@@ -405,27 +405,22 @@ async fn latest_events_on<C: sea_orm::ConnectionTrait>(
     c: &C,
     person_ids: &[i64],
 ) -> Result<HashMap<i64, status_event::Model>> {
-    let mut out = HashMap::with_capacity(person_ids.len());
-    for chunk in person_ids.chunks(IDS_PER_QUERY) {
-        let heads = last_seqs_on(c, chunk).await?;
-        if heads.is_empty() {
-            continue;
+    let heads = last_seqs_on(c, person_ids).await?;
+    let mut out = HashMap::with_capacity(heads.len());
+    // `(person_id, seq)` pairs as an OR of equalities: portable across both backends and each arm
+    // is a unique-index lookup. At most [`OR_ARMS`] arms per query: SQLite refuses expression
+    // trees deeper than 1000.
+    for heads in heads.chunks(OR_ARMS) {
+        let mut cond = sea_orm::Condition::any();
+        for &(person_id, seq) in heads {
+            cond = cond.add(
+                sea_orm::Condition::all()
+                    .add(status_event::Column::PersonId.eq(person_id))
+                    .add(status_event::Column::Seq.eq(seq)),
+            );
         }
-        // `(person_id, seq)` pairs as an OR of equalities: portable across both backends and
-        // each arm is a unique-index lookup. At most [`OR_ARMS`] arms per query: SQLite
-        // refuses expression trees deeper than 1000.
-        for heads in heads.chunks(OR_ARMS) {
-            let mut cond = sea_orm::Condition::any();
-            for &(person_id, seq) in heads {
-                cond = cond.add(
-                    sea_orm::Condition::all()
-                        .add(status_event::Column::PersonId.eq(person_id))
-                        .add(status_event::Column::Seq.eq(seq)),
-                );
-            }
-            for e in status_event::Entity::find().filter(cond).all(c).await? {
-                out.insert(e.person_id, e);
-            }
+        for e in status_event::Entity::find().filter(cond).all(c).await? {
+            out.insert(e.person_id, e);
         }
     }
     Ok(out)
