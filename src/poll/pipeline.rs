@@ -83,6 +83,7 @@ impl Pipeline {
             store,
             hub,
             current: HashMap::new(),
+            appends_here: own_thread,
         };
         let run = writer.run(rx, shutdown);
         let handle = if own_thread {
@@ -96,6 +97,17 @@ impl Pipeline {
     /// Queues an observation; waits only when the queue is full.
     pub async fn observe(&self, obs: Observation) {
         self.send(Command::Observe(obs), 1).await;
+    }
+
+    /// Queues an observation if the queue has room at once; false (nothing queued, nothing
+    /// counted) when it is full or the writer is gone, for the caller to fall back on
+    /// [`Pipeline::observe`].
+    pub fn try_observe(&self, obs: Observation) -> bool {
+        let queued = self.tx.try_send(Command::Observe(obs)).is_ok();
+        if queued {
+            METRICS.events_in.inc();
+        }
+        queued
     }
 
     /// Queues what one answer of `source` said about several people at `observed_at`, to be
@@ -145,6 +157,9 @@ struct Writer {
     hub: Hub,
     /// Current status per person, as committed.
     current: HashMap<i64, Status>,
+    /// On a thread of its own the writer runs its appends itself ([`Store::append_events_here`]),
+    /// rather than waking another thread for each and waiting to be woken back.
+    appends_here: bool,
 }
 
 impl Writer {
@@ -258,7 +273,12 @@ impl Writer {
         let mut wait = Duration::from_millis(50);
         for attempt in 1..=COMMIT_ATTEMPTS {
             let started = Instant::now();
-            match self.store.append_events(events).await {
+            let appended = if self.appends_here {
+                self.store.append_events_here(events).await
+            } else {
+                self.store.append_events(events).await
+            };
+            match appended {
                 Ok(a) => {
                     METRICS.db_write_duration.observe(started.elapsed());
                     METRICS.events_committed.add(a.len() as u64);
@@ -304,11 +324,13 @@ impl Writer {
 /// that ends when the writer does.
 ///
 /// The writer waits for a wake-up at every step: for the first observation of a batch, for the
-/// commit spacing to pass, for the appender to say the batch is committed. As a task of the
-/// server's runtime, each wake-up queues behind the socket tasks the runtime's workers are
-/// running; a thread of its own is woken by the kernel directly. Users scenario, six interleaved
-/// pairs (session 15): p99 at 8,000 changes/s 23.9 ms against 30.8 on the runtime (medians), at
-/// 5,000/s 10.4 against 12.8; the thread was ahead in ten of the twelve pairs, level in one.
+/// commit spacing to pass (and, until session 17, for the appender's thread to say the batch is
+/// committed). As a task of the server's runtime, each wake-up queues behind the socket tasks the
+/// runtime's workers are running; a thread of its own is woken by the kernel directly. Users
+/// scenario, six interleaved pairs (session 15): p99 at 8,000 changes/s 23.9 ms against 30.8 on
+/// the runtime (medians), at 5,000/s 10.4 against 12.8; the thread was ahead in ten of the twelve
+/// pairs, level in one. Since the writer blocks this thread for its commits
+/// ([`Store::append_events_here`]), nothing else may run on its runtime.
 ///
 /// Only where appends leave the runtime alone (a SQLite file: [`Store::appends_off_runtime`]).
 /// A PostgreSQL connection's socket belongs to the runtime that opened it: one opened here would

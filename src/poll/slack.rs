@@ -513,6 +513,33 @@ impl PushedUser {
     }
 }
 
+/// The common case of a pushed user, done without waiting: a user known unchanged apart from
+/// the status, whose status goes straight into the pipeline's queue. False when that is not the
+/// case (unknown or changed user, full queue): then [`ingest_user`] does the whole job.
+pub fn try_ingest_known_user(
+    pipeline: &Pipeline,
+    known: &KnownUsers,
+    conn: &connection::Model,
+    user: &PushedUser,
+) -> bool {
+    let Some(card) = known.get(conn.id, &user.rec.slack_id, user.print) else {
+        return false;
+    };
+    pipeline.try_observe(Observation {
+        person: card,
+        patch: custom_patch(user),
+        observed_at: now(),
+        source: Source::Slack,
+    })
+}
+
+fn custom_patch(user: &PushedUser) -> StatusPatch {
+    StatusPatch {
+        custom: Some(user.custom.clone()),
+        ..Default::default()
+    }
+}
+
 /// Applies a pushed user: stores it unless it is known unchanged, and observes its custom status.
 pub async fn ingest_user(
     store: &Store,
@@ -521,10 +548,7 @@ pub async fn ingest_user(
     conn: &connection::Model,
     user: &PushedUser,
 ) -> crate::store::Result<()> {
-    let patch = StatusPatch {
-        custom: Some(user.custom.clone()),
-        ..Default::default()
-    };
+    let patch = custom_patch(user);
     let rec = &user.rec;
     if let Some(card) = known.get(conn.id, &rec.slack_id, user.print) {
         observe_now(pipeline, card, patch).await;

@@ -114,6 +114,20 @@ impl Store {
         }
     }
 
+    /// As [`Store::append_events`], with the statements run on the calling thread rather than
+    /// handed to another: for the pipeline's writer on a thread of its own, which waits for the
+    /// commit anyway, and for which a hand-off and the wake-up back were only two more waits for
+    /// a core per batch. The thread blocks for the whole commit, so never call it from
+    /// a runtime that runs anything else. Elsewhere than on a SQLite file
+    /// ([`Store::appends_off_runtime`]) it is [`Store::append_events`].
+    pub async fn append_events_here(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        let Some(appender) = self.appender.as_ref().filter(|_| !batch.is_empty()) else {
+            return self.append_events(batch).await;
+        };
+        let _turn = self.write_turn().await;
+        appender.append_here(batch)
+    }
+
     /// The latest event of each given person (absent for people never observed), all as of one
     /// moment: a subscription skips live events up to the highest id read here
     /// (`hub::Subscription::skip_through`), which is only exact if no head is older than another.

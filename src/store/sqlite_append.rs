@@ -4,36 +4,36 @@
 //! 2-vCPU VMs Chex is measured on, each hand-off cost 100–200 µs of wake-ups, and an append was
 //! five of them at least (begin, read the heads, insert, upsert the heads, commit): a one-event
 //! append took ~1.1 ms, mostly waiting, and at 2,000 changes/s the writer was busy 88% of the
-//! time. Here a batch crosses threads once, and its statements run back to back on a thread that
-//! owns a connection of its own (rusqlite, on the same libsqlite3 as sqlx), prepared once for the
-//! connection's life.
+//! time. Here a batch's statements run back to back on a connection of the appender's own
+//! (rusqlite, on the same libsqlite3 as sqlx), prepared once for the connection's life.
+//!
+//! The pipeline's writer, on a thread of its own, runs them on that thread
+//! ([`Appender::append_here`]). They used to run on a thread of the appender's: the hand-off to it
+//! and the wake-up back were two more waits for a core on every batch, for a writer that only
+//! waited meanwhile (docs/benchmarks.md, "What session 17 tried"). Callers on the runtime
+//! ([`Appender::append`]) run them on tokio's blocking pool.
 //!
 //! An in-memory database exists only inside sqlx's one connection, so there the same statements
 //! run on that connection's handle, borrowed under sqlx's lock ([`append_in_place`]).
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use sea_orm::{DatabaseConnection, DbErr};
-use tokio::sync::oneshot;
 
 use super::events::{Appended, NewEvent, Parts, appended, assign_seqs, people_of};
 use super::{Result, StoreError};
 
-/// A thread that owns a SQLite write connection and appends the batches sent to it. It ends, and
-/// closes its connection, when the last handle (clone) is dropped.
+/// A SQLite write connection for appends. It closes when the last handle (clone) is dropped.
 #[derive(Clone, Debug)]
 pub(super) struct Appender {
-    jobs: mpsc::Sender<Job>,
-}
-
-struct Job {
-    batch: Vec<NewEvent>,
-    done: oneshot::Sender<rusqlite::Result<Vec<Appended>>>,
+    /// The store's write turn already orders appends, so the lock is never contended; it is what
+    /// lets the connection move between the writer's thread and the blocking pool.
+    conn: Arc<Mutex<rusqlite::Connection>>,
 }
 
 impl Appender {
@@ -54,30 +54,32 @@ impl Appender {
              PRAGMA journal_size_limit = 67108864;",
         )
         .map_err(sqlite)?;
-        let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("chex-sqlite-append".into())
-            .spawn(move || {
-                for job in queue {
-                    let _ = job.done.send(append(&conn, &job.batch));
-                }
-            })
-            .map_err(|e| StoreError::Db(DbErr::Custom(format!("starting the appender: {e}"))))?;
-        Ok(Appender { jobs })
+        Ok(Appender {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
-    /// Appends `batch` in one transaction on the appender's thread.
-    pub(super) async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
-        let (done, result) = oneshot::channel();
-        let gone = || StoreError::Db(DbErr::Custom("the SQLite appender has stopped".into()));
-        self.jobs
-            .send(Job {
-                batch: batch.to_vec(),
-                done,
-            })
-            .map_err(|_| gone())?;
-        result.await.map_err(|_| gone())?.map_err(sqlite)
+    /// Appends `batch` in one transaction on the calling thread, which blocks meanwhile: only for
+    /// a thread that has nothing else to run (see `Store::append_events_here`).
+    pub(super) fn append_here(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        append(&lock(&self.conn), batch).map_err(sqlite)
     }
+
+    /// Appends `batch` in one transaction on tokio's blocking pool, for callers on the runtime.
+    pub(super) async fn append(&self, batch: &[NewEvent]) -> Result<Vec<Appended>> {
+        let conn = self.conn.clone();
+        let batch = batch.to_vec();
+        tokio::task::spawn_blocking(move || append(&lock(&conn), &batch))
+            .await
+            .map_err(|e| StoreError::Db(DbErr::Custom(format!("the SQLite append failed: {e}"))))?
+            .map_err(sqlite)
+    }
+}
+
+/// The connection, whatever happened to a holder before: a panic mid-append rolled its
+/// transaction back when the transaction dropped, so the connection is sound.
+fn lock(conn: &Mutex<rusqlite::Connection>) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Appends `batch` on the connection of an in-memory database: sqlx's own, locked meanwhile.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chex::store::testing::TestDb;
 use serde_json::json;
 
-use crate::helpers::{Options, TEAM, TestApp, recv_until, send};
+use crate::helpers::{Options, TEAM, TestApp, recv_change, recv_until, send, subscribed_to_person};
 
 #[tokio::test]
 async fn a_status_change_reaches_a_subscriber_and_history_with_the_right_seq() {
@@ -306,4 +306,99 @@ async fn on_a_sqlite_file_a_change_is_committed_and_published_while_the_runtime_
         "published after it was stored"
     );
     assert_eq!(stored.status().text, text);
+}
+
+/// Pushed edits of a user Chex already knows go into the pipeline's queue from the request itself
+/// (`try_ingest_known_user`), with no task of their own. Pushed back to back, each is applied
+/// once, in the order Slack sent them, and reaches a subscriber in that order.
+#[tokio::test]
+async fn pushed_edits_of_a_known_user_are_applied_once_each_in_order() {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        // Only the first sweep: a later one would observe the simulator's status of the moment
+        // between two pushes.
+        config: Box::new(|c| {
+            c.poll_sweep_interval = 3600;
+            c.poll_dnd_interval = 3600;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(2).await;
+    let person = &people[0];
+    let id = person["id"].as_i64().expect("id");
+    let slack_id = person["slack_id"].as_str().expect("slack id");
+    // The first push stores the user; the ones after it find the user known.
+    app.sim
+        .set_status(TEAM, slack_id, "Edit 0", ":one:", 0)
+        .await;
+    app.wait_for_status_text(&person["id"], "Edit 0").await;
+    let mut ws = subscribed_to_person(&app, id).await;
+    let texts: Vec<String> = (1..=20).map(|i| format!("Edit {i}")).collect();
+    for t in &texts {
+        app.sim.set_status(TEAM, slack_id, t, ":one:", 0).await;
+    }
+    for t in &texts {
+        let ev = recv_change(&mut ws, "text").await;
+        assert_eq!(ev["status"]["text"], t.as_str(), "{ev}");
+    }
+
+    let (_, hist) = app
+        .get(&format!("/api/users/{id}/history?limit=1000"))
+        .await;
+    let edits: Vec<(i64, String)> = hist["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| {
+            e["status"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Edit "))
+        })
+        .map(|e| {
+            let text = e["status"]["text"].as_str().expect("text").to_owned();
+            (e["seq"].as_i64().expect("seq"), text)
+        })
+        .collect();
+    let stored: Vec<&str> = edits
+        .iter()
+        .filter(|(_, t)| t != "Edit 0")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(stored, texts, "each edit once, in order");
+    assert!(
+        edits.windows(2).all(|w| w[0].0 < w[1].0),
+        "seqs follow the order: {edits:?}"
+    );
+}
+
+/// `try_observe` never waits: with the writer gone it refuses, so the Events API falls back on
+/// the path that counts the observation lost and logs it.
+#[tokio::test]
+async fn try_observe_refuses_once_the_writer_is_gone() {
+    let db = TestDb::sqlite().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (pipeline, writer) = chex::poll::Pipeline::spawn(
+        db.store.clone(),
+        chex::hub::Hub::default(),
+        shutdown.clone(),
+    )
+    .expect("pipeline");
+    let observation = || chex::poll::Observation {
+        person: std::sync::Arc::new(chex::domain::PersonCard {
+            id: 1,
+            organization_id: 1,
+            topic: chex::domain::PersonCard::topic_for(1),
+            team_id: None,
+            name: "n".into(),
+            display_name: "n".into(),
+            image_72: String::new(),
+        }),
+        patch: Default::default(),
+        observed_at: chex::domain::now(),
+        source: chex::domain::Source::Slack,
+    };
+    shutdown.cancel();
+    writer.await.expect("writer ends");
+    assert!(!pipeline.try_observe(observation()));
 }
