@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -162,7 +163,7 @@ impl Conn {
             stale: Some(true),
             ..Default::default()
         };
-        self.observe_all(cards.into_iter().map(|c| (c, stale.clone())))
+        self.observe_all(cards.into_iter().map(|c| (c, stale.clone())), now())
             .await;
     }
 
@@ -171,11 +172,15 @@ impl Conn {
     }
 
     /// Hands what Slack said about several people in one answer to the pipeline, to be committed
-    /// together.
-    async fn observe_all(&self, seen: impl IntoIterator<Item = (Arc<PersonCard>, StatusPatch)>) {
+    /// together; `asked_at` was taken before the request for it (`pipeline::Observation`).
+    async fn observe_all(
+        &self,
+        seen: impl IntoIterator<Item = (Arc<PersonCard>, StatusPatch)>,
+        asked_at: DateTime<Utc>,
+    ) {
         self.ctx
             .pipeline
-            .observe_all(seen, now(), Source::Slack)
+            .observe_all(seen, asked_at, Source::Slack)
             .await;
     }
 
@@ -213,6 +218,7 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
         let Some(_permit) = conn.permit().await else {
             return false;
         };
+        let asked_at = now();
         let page = match conn.ctx.client.users_page(&conn.token, &cursor, 200).await {
             Ok(p) => p,
             Err(SlackError::InvalidCursor) => {
@@ -313,14 +319,17 @@ async fn sweep(conn: &Arc<Conn>) -> bool {
                 })
                 .collect()
         };
-        conn.observe_all(observations.into_iter().map(|(card, custom)| {
-            let patch = StatusPatch {
-                custom: Some(custom),
-                stale: Some(false),
-                ..Default::default()
-            };
-            (card, patch)
-        }))
+        conn.observe_all(
+            observations.into_iter().map(|(card, custom)| {
+                let patch = StatusPatch {
+                    custom: Some(custom),
+                    stale: Some(false),
+                    ..Default::default()
+                };
+                (card, patch)
+            }),
+            asked_at,
+        )
         .await;
         cursor = next_cursor;
         if cursor.is_empty() {
@@ -404,6 +413,7 @@ async fn dnd_loop(conn: Arc<Conn>) {
             let Some(permit) = conn.permit().await else {
                 return;
             };
+            let asked_at = now();
             let result = conn.ctx.client.dnd_team_info(&conn.token, batch).await;
             drop(permit);
             match result {
@@ -418,13 +428,16 @@ async fn dnd_loop(conn: Arc<Conn>) {
                             })
                             .collect()
                     };
-                    conn.observe_all(cards.into_iter().map(|(card, dnd)| {
-                        let patch = StatusPatch {
-                            dnd: Some(dnd),
-                            ..Default::default()
-                        };
-                        (card, patch)
-                    }))
+                    conn.observe_all(
+                        cards.into_iter().map(|(card, dnd)| {
+                            let patch = StatusPatch {
+                                dnd: Some(dnd),
+                                ..Default::default()
+                            };
+                            (card, patch)
+                        }),
+                        asked_at,
+                    )
                     .await;
                 }
                 Err(e) => {

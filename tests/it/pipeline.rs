@@ -402,3 +402,141 @@ async fn try_observe_refuses_once_the_writer_is_gone() {
     writer.await.expect("writer ends");
     assert!(!pipeline.try_observe(observation()));
 }
+
+/// A poll's answer can reach the pipeline after a newer push about the same person: a sweep's
+/// page asked for before an edit is parsed and queued after the edit's push. The older reading of
+/// the custom status or DND must not undo the newer one (it used to, until the next sweep); a
+/// newer reading still goes through, and so does the rest of an older observation.
+#[tokio::test]
+async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
+    use chex::domain::{CustomStatus, Dnd, Presence, StatusPatch};
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        // Only the first sweep and DND poll: the observations below are the test's own.
+        config: Box::new(|c| {
+            c.poll_sweep_interval = 3600;
+            c.poll_dnd_interval = 3600;
+            c.poll_unwatched_presence = false;
+        }),
+        ..Default::default()
+    })
+    .await;
+    // Nobody watches and unwatched presence is not polled, so after the first sweep nothing
+    // but this test observes anyone (presence stays unknown: no `wait_for_people`).
+    let state = &app.server.state;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let person = loop {
+        state.pipeline.flush().await;
+        let people = state
+            .store
+            .people(
+                app.org_id,
+                &chex::store::PeopleFilter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("people");
+        if let Some(p) = people.into_iter().next()
+            && !state
+                .store
+                .latest_events(&[p.person_id])
+                .await
+                .expect("latest")
+                .is_empty()
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sweep never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let card = std::sync::Arc::new(person.card());
+    let latest = async || {
+        state
+            .store
+            .latest_events(&[person.person_id])
+            .await
+            .expect("latest")[&person.person_id]
+            .status()
+    };
+    let flipped = match latest().await.presence {
+        Presence::Active => Presence::Away,
+        _ => Presence::Active,
+    };
+    let custom = |text: &str| CustomStatus {
+        text: text.into(),
+        emoji: ":clock1:".into(),
+        expires_at: None,
+    };
+    let asked = chex::domain::now();
+    let second = chrono::Duration::seconds(1);
+    let observe = |patch: StatusPatch, at| {
+        state.pipeline.observe(chex::poll::Observation {
+            person: card.clone(),
+            patch,
+            observed_at: at,
+            source: chex::domain::Source::Slack,
+        })
+    };
+    // The push: a new custom status and DND on, read a second after the page was asked for.
+    observe(
+        StatusPatch {
+            custom: Some(custom("Pushed")),
+            dnd: Some(Dnd {
+                enabled: true,
+                until: None,
+            }),
+            ..Default::default()
+        },
+        asked + second,
+    )
+    .await;
+    state.pipeline.flush().await;
+    // The page, queued after it: the old status, DND off, and a presence only it knows.
+    observe(
+        StatusPatch {
+            custom: Some(custom("Paged")),
+            dnd: Some(Dnd {
+                enabled: false,
+                until: None,
+            }),
+            presence: Some(flipped),
+            ..Default::default()
+        },
+        asked,
+    )
+    .await;
+    state.pipeline.flush().await;
+    let now = latest().await;
+    assert_eq!(now.text, "Pushed", "the older custom status was dropped");
+    assert!(now.dnd.enabled, "the older DND was dropped");
+    assert_eq!(now.presence, flipped, "the rest of it applied");
+
+    // A reading newer than the push replaces it.
+    observe(
+        StatusPatch {
+            custom: Some(custom("Later")),
+            ..Default::default()
+        },
+        asked + second * 2,
+    )
+    .await;
+    state.pipeline.flush().await;
+    let history = state
+        .store
+        .history(person.person_id, None, None, None, 10_000)
+        .await
+        .expect("history");
+    let texts: Vec<String> = history
+        .events
+        .iter()
+        .map(|e| e.status().text)
+        .filter(|t| ["Pushed", "Paged", "Later"].contains(&t.as_str()))
+        .collect();
+    assert_eq!(texts.last().map(String::as_str), Some("Later"));
+    assert!(!texts.iter().any(|t| t == "Paged"), "{texts:?}");
+}
