@@ -249,19 +249,7 @@ async fn on_a_sqlite_file_a_change_is_committed_and_published_while_the_runtime_
     app.wait_for_people(2).await;
     let state = &app.server.state;
     // The sweep's baseline is committed: the change below needs no read of current statuses.
-    state.pipeline.flush().await;
-    let person = state
-        .store
-        .people(
-            app.org_id,
-            &chex::store::PeopleFilter {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("people")
-        .remove(0);
+    let person = first_person(&app).await.expect("a person");
     let card = std::sync::Arc::new(person.card());
     let mut sub = state.hub.subscribe(&card.topic);
     let text = "Blocked runtime";
@@ -426,19 +414,7 @@ async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
     let state = &app.server.state;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let person = loop {
-        state.pipeline.flush().await;
-        let people = state
-            .store
-            .people(
-                app.org_id,
-                &chex::store::PeopleFilter {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("people");
-        if let Some(p) = people.into_iter().next()
+        if let Some(p) = first_person(&app).await
             && !state
                 .store
                 .latest_events(&[p.person_id])
@@ -539,4 +515,24 @@ async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
         .collect();
     assert_eq!(texts.last().map(String::as_str), Some("Later"));
     assert!(!texts.iter().any(|t| t == "Paged"), "{texts:?}");
+}
+
+/// The first person of the test's organization, once everything queued in the pipeline is
+/// committed.
+async fn first_person(app: &TestApp) -> Option<chex::store::PersonRow> {
+    let state = &app.server.state;
+    state.pipeline.flush().await;
+    state
+        .store
+        .people(
+            app.org_id,
+            &chex::store::PeopleFilter {
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("people")
+        .into_iter()
+        .next()
 }
