@@ -116,8 +116,8 @@ async fn handle(
         for attempt in 1..=5 {
             let r = match &work {
                 Work::User(u) => ingest_user(&s.store, &s.pipeline, &s.known_users, &conn, u).await,
-                Work::Dnd { user, dnd } => {
-                    ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd).await
+                Work::Dnd { user, dnd, at } => {
+                    ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd, *at).await
                 }
                 Work::Other(kind) => {
                     METRICS.slack_events_unknown.inc();
@@ -143,7 +143,12 @@ async fn handle(
 /// What a verified event asks for, made ready once before the first attempt to store it.
 enum Work {
     User(Box<PushedUser>),
-    Dnd { user: String, dnd: DndInfo },
+    /// `at`: when it arrived, which orders it against polls even when a retry stores it late.
+    Dnd {
+        user: String,
+        dnd: DndInfo,
+        at: chrono::DateTime<chrono::Utc>,
+    },
     Other(String),
 }
 
@@ -153,7 +158,11 @@ impl Work {
             Event::UserChange(u) | Event::UserStatusChanged(u) => {
                 Work::User(Box::new(PushedUser::new(*u, conn)))
             }
-            Event::DndUpdatedUser { user, dnd } => Work::Dnd { user, dnd },
+            Event::DndUpdatedUser { user, dnd } => Work::Dnd {
+                user,
+                dnd,
+                at: crate::domain::now(),
+            },
             Event::Other(kind) => Work::Other(kind),
         }
     }

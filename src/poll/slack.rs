@@ -168,7 +168,7 @@ impl Conn {
     }
 
     async fn observe(&self, person: Arc<PersonCard>, patch: StatusPatch) {
-        observe_now(&self.ctx.pipeline, person, patch).await;
+        observe_at(&self.ctx.pipeline, person, patch, now()).await;
     }
 
     /// Hands what Slack said about several people in one answer to the pipeline, to be committed
@@ -506,12 +506,14 @@ pub fn record(u: User) -> SlackUserRecord {
 }
 
 /// A user pushed by the Events API (`user_change` / `user_status_changed`), made ready once: its
-/// record, the record's fingerprint and its custom status. A failed attempt to store it is retried
-/// with the same one.
+/// record, the record's fingerprint, its custom status and when it arrived. A failed attempt to
+/// store it is retried with the same one, so a retry is still ordered by its arrival
+/// (`pipeline::Observation`).
 pub struct PushedUser {
     rec: SlackUserRecord,
     print: u64,
     custom: CustomStatus,
+    received_at: DateTime<Utc>,
 }
 
 impl PushedUser {
@@ -522,7 +524,12 @@ impl PushedUser {
             rec.team_id = conn.external_id.clone();
         }
         let print = KnownUsers::fingerprint(&mut rec);
-        PushedUser { rec, print, custom }
+        PushedUser {
+            rec,
+            print,
+            custom,
+            received_at: now(),
+        }
     }
 }
 
@@ -541,7 +548,7 @@ pub fn try_ingest_known_user(
     pipeline.try_observe(Observation {
         person: card,
         patch: custom_patch(user),
-        observed_at: now(),
+        observed_at: user.received_at,
         source: Source::Slack,
     })
 }
@@ -564,7 +571,7 @@ pub async fn ingest_user(
     let patch = custom_patch(user);
     let rec = &user.rec;
     if let Some(card) = known.get(conn.id, &rec.slack_id, user.print) {
-        observe_now(pipeline, card, patch).await;
+        observe_at(pipeline, card, patch, user.received_at).await;
         return Ok(());
     }
     let rows = store
@@ -573,7 +580,7 @@ pub async fn ingest_user(
     if let Some(row) = rows.into_iter().next().filter(trackable) {
         let card = Arc::new(row.card());
         known.insert(conn.id, &rec.slack_id, user.print, card.clone());
-        observe_now(pipeline, card, patch).await;
+        observe_at(pipeline, card, patch, user.received_at).await;
     }
     Ok(())
 }
@@ -629,31 +636,37 @@ impl KnownUsers {
     }
 }
 
-/// Applies a pushed `dnd_updated_user`.
+/// Applies a pushed `dnd_updated_user`, which arrived at `received_at`.
 pub async fn ingest_dnd(
     store: &Store,
     pipeline: &Pipeline,
     conn: &connection::Model,
     slack_id: &str,
     dnd: &DndInfo,
+    received_at: DateTime<Utc>,
 ) -> crate::store::Result<()> {
     if let Some(row) = store.slack_person(conn.id, slack_id).await? {
         let patch = StatusPatch {
             dnd: Some(dnd.at(now())),
             ..Default::default()
         };
-        observe_now(pipeline, Arc::new(row.card()), patch).await;
+        observe_at(pipeline, Arc::new(row.card()), patch, received_at).await;
     }
     Ok(())
 }
 
-/// Hands what Slack said about `person` just now to the pipeline.
-async fn observe_now(pipeline: &Pipeline, person: Arc<PersonCard>, patch: StatusPatch) {
+/// Hands what Slack said about `person` at `at` to the pipeline.
+async fn observe_at(
+    pipeline: &Pipeline,
+    person: Arc<PersonCard>,
+    patch: StatusPatch,
+    at: DateTime<Utc>,
+) {
     pipeline
         .observe(Observation {
             person,
             patch,
-            observed_at: now(),
+            observed_at: at,
             source: Source::Slack,
         })
         .await;
