@@ -123,7 +123,6 @@ impl Pipeline {
             hub,
             current: HashMap::new(),
             heard: HashMap::new(),
-            appends_here: own_thread,
         };
         let run = writer.run(rx, shutdown);
         let handle = if own_thread {
@@ -199,9 +198,6 @@ struct Writer {
     current: HashMap<i64, Status>,
     /// When each person's pushed-and-polled fields were last set, as committed.
     heard: HashMap<i64, Heard>,
-    /// On a thread of its own the writer runs its appends itself ([`Store::append_events_here`]),
-    /// rather than waking another thread for each and waiting to be woken back.
-    appends_here: bool,
 }
 
 impl Writer {
@@ -322,12 +318,9 @@ impl Writer {
         let mut wait = Duration::from_millis(50);
         for attempt in 1..=COMMIT_ATTEMPTS {
             let started = Instant::now();
-            let appended = if self.appends_here {
-                self.store.append_events_here(events).await
-            } else {
-                self.store.append_events(events).await
-            };
-            match appended {
+            // Blocks this thread for the commit exactly where the writer has a thread of its own
+            // (a SQLite file, `Store::appends_off_runtime`); elsewhere it is `append_events`.
+            match self.store.append_events_here(events).await {
                 Ok(a) => {
                     METRICS.db_write_duration.observe(started.elapsed());
                     METRICS.events_committed.add(a.len() as u64);

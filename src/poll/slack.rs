@@ -531,6 +531,19 @@ impl PushedUser {
             received_at: now(),
         }
     }
+
+    /// What the push says of `person`: its custom status, as of its arrival.
+    fn observation(&self, person: Arc<PersonCard>) -> Observation {
+        Observation {
+            person,
+            patch: StatusPatch {
+                custom: Some(self.custom.clone()),
+                ..Default::default()
+            },
+            observed_at: self.received_at,
+            source: Source::Slack,
+        }
+    }
 }
 
 /// The common case of a pushed user, done without waiting: a user known unchanged apart from
@@ -545,19 +558,7 @@ pub fn try_ingest_known_user(
     let Some(card) = known.get(conn.id, &user.rec.slack_id, user.print) else {
         return false;
     };
-    pipeline.try_observe(Observation {
-        person: card,
-        patch: custom_patch(user),
-        observed_at: user.received_at,
-        source: Source::Slack,
-    })
-}
-
-fn custom_patch(user: &PushedUser) -> StatusPatch {
-    StatusPatch {
-        custom: Some(user.custom.clone()),
-        ..Default::default()
-    }
+    pipeline.try_observe(user.observation(card))
 }
 
 /// Applies a pushed user: stores it unless it is known unchanged, and observes its custom status.
@@ -568,10 +569,9 @@ pub async fn ingest_user(
     conn: &connection::Model,
     user: &PushedUser,
 ) -> crate::store::Result<()> {
-    let patch = custom_patch(user);
     let rec = &user.rec;
     if let Some(card) = known.get(conn.id, &rec.slack_id, user.print) {
-        observe_at(pipeline, card, patch, user.received_at).await;
+        pipeline.observe(user.observation(card)).await;
         return Ok(());
     }
     let rows = store
@@ -580,7 +580,7 @@ pub async fn ingest_user(
     if let Some(row) = rows.into_iter().next().filter(trackable) {
         let card = Arc::new(row.card());
         known.insert(conn.id, &rec.slack_id, user.print, card.clone());
-        observe_at(pipeline, card, patch, user.received_at).await;
+        pipeline.observe(user.observation(card)).await;
     }
     Ok(())
 }

@@ -347,10 +347,11 @@ impl Store {
     }
 
     /// True where the pipeline's statements may be awaited from a runtime of their own: on a
-    /// SQLite file appends run on the calling thread (`Store::append_events_here`) or tokio's blocking pool, and reads on sqlx's SQLite threads. Not
-    /// on PostgreSQL, whose connections are sockets of the runtime that opened them; not in
-    /// memory, where sqlx hands a used connection back to its pool from a task of the runtime
-    /// that used it, and one dropped with that runtime would take the whole database with it.
+    /// SQLite file appends run on the calling thread (`Store::append_events_here`) or tokio's
+    /// blocking pool, and reads on sqlx's SQLite threads. Not on PostgreSQL, whose connections
+    /// are sockets of the runtime that opened them; not in memory, where sqlx hands a used
+    /// connection back to its pool from a task of the runtime that used it, and one dropped with
+    /// that runtime would take the whole database with it.
     pub fn appends_off_runtime(&self) -> bool {
         self.appender.is_some()
     }
