@@ -1,6 +1,7 @@
 //! `POST /slack/events`: Slack's Events API. Verified, acknowledged at once, processed after.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -9,7 +10,7 @@ use super::error::ApiError;
 use super::state::{AppState, CachedWorkspace, WORKSPACE_TTL};
 use crate::metrics::METRICS;
 use crate::poll::slack::{PushedUser, ingest_dnd, ingest_user, try_ingest_known_user};
-use crate::sources::slack::events::{Envelope, Event, verify};
+use crate::sources::slack::events::{Envelope, Event, happened_by, verify};
 use crate::sources::slack::types::DndInfo;
 use crate::store::entity::connection;
 
@@ -25,6 +26,7 @@ pub fn route(
             "x-slack-request-timestamp",
         ))
         .and(warp::header::optional::<String>("x-slack-signature"))
+        .and(warp::header::optional::<String>("x-slack-retry-num"))
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())
         .and(state.filter())
@@ -36,18 +38,28 @@ fn refuse(why: &str) -> warp::reply::Response {
     ApiError::Unauthorized(why.to_owned()).into_response()
 }
 
+/// A body that can never be taken: the same bytes again would fail the same way, so Slack is
+/// told not to retry it (a refused signature is retried: the secret may be mid-rotation).
+fn malformed(why: String) -> warp::reply::Response {
+    let mut r = ApiError::BadRequest(why).into_response();
+    r.headers_mut().insert(
+        "x-slack-no-retry",
+        warp::http::HeaderValue::from_static("1"),
+    );
+    r
+}
+
 async fn handle(
     ts: Option<String>,
     sig: Option<String>,
+    retry_num: Option<String>,
     body: Bytes,
     s: AppState,
 ) -> warp::reply::Response {
+    let received = crate::domain::now();
     let env: Envelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
-        Err(e) => {
-            return ApiError::BadRequest(format!("body is not an Events API envelope: {e}"))
-                .into_response();
-        }
+        Err(e) => return malformed(format!("body is not an Events API envelope: {e}")),
     };
     let Some(team) = env.team_id else {
         return refuse("no team_id: cannot pick a signing secret");
@@ -92,15 +104,24 @@ async fn handle(
     if env.kind == "url_verification" {
         return warp::reply::json(&json!({"challenge": env.challenge})).into_response();
     }
+    if env.kind == "app_rate_limited" {
+        // More than 30,000 events in an hour from this workspace: Slack drops some for a
+        // while, and only the sweeps will see what they said.
+        tracing::warn!(
+            team,
+            "Slack is rate limiting this workspace's events; sweeps will catch statuses up"
+        );
+    }
     let Some(inner) = env.event else {
         return warp::reply::with_status(warp::reply(), StatusCode::OK).into_response();
     };
     let event = match Event::parse(inner.get()) {
         Ok(e) => e,
-        Err(e) => return ApiError::BadRequest(format!("malformed event: {e}")).into_response(),
+        Err(e) => return malformed(format!("malformed event: {e}")),
     };
     METRICS.slack_events_received.inc();
-    let work = Work::new(event, &conn);
+    let at = happened_by(received, retry_num.is_some(), env.event_time);
+    let work = Work::new(event, &conn, at);
     // Most events are a known user's status edit, one push into the pipeline's queue: done here,
     // not in a task of its own, which was a spawn and one more wait for a core per change (the
     // users scenario's p99 a third lower with the writer's inline appends, docs/benchmarks.md).
@@ -143,26 +164,23 @@ async fn handle(
 /// What a verified event asks for, made ready once before the first attempt to store it.
 enum Work {
     User(Box<PushedUser>),
-    /// `at`: when it arrived, which orders it against polls even when a retry stores it late.
+    /// `at`: when it happened (`happened_by`), which orders it against polls even when a retry
+    /// stores it late.
     Dnd {
         user: String,
         dnd: DndInfo,
-        at: chrono::DateTime<chrono::Utc>,
+        at: DateTime<Utc>,
     },
     Other(String),
 }
 
 impl Work {
-    fn new(event: Event, conn: &connection::Model) -> Work {
+    fn new(event: Event, conn: &connection::Model, at: DateTime<Utc>) -> Work {
         match event {
             Event::UserChange(u) | Event::UserStatusChanged(u) => {
-                Work::User(Box::new(PushedUser::new(*u, conn)))
+                Work::User(Box::new(PushedUser::new(*u, conn, at)))
             }
-            Event::DndUpdatedUser { user, dnd } => Work::Dnd {
-                user,
-                dnd,
-                at: crate::domain::now(),
-            },
+            Event::DndUpdatedUser { user, dnd } => Work::Dnd { user, dnd, at },
             Event::Other(kind) => Work::Other(kind),
         }
     }

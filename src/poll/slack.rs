@@ -506,18 +506,19 @@ pub fn record(u: User) -> SlackUserRecord {
 }
 
 /// A user pushed by the Events API (`user_change` / `user_status_changed`), made ready once: its
-/// record, the record's fingerprint, its custom status and when it arrived. A failed attempt to
-/// store it is retried with the same one, so a retry is still ordered by its arrival
+/// record, the record's fingerprint, its custom status and when it happened (its arrival, or for
+/// Slack's redelivery of a failed one its dispatch: `events::happened_by`). A failed attempt to
+/// store it is retried with the same one, so a retry is still ordered by that time
 /// (`pipeline::Observation`).
 pub struct PushedUser {
     rec: SlackUserRecord,
     print: u64,
     custom: CustomStatus,
-    received_at: DateTime<Utc>,
+    happened_at: DateTime<Utc>,
 }
 
 impl PushedUser {
-    pub fn new(user: User, conn: &connection::Model) -> PushedUser {
+    pub fn new(user: User, conn: &connection::Model, happened_at: DateTime<Utc>) -> PushedUser {
         let custom = user.profile.custom_status();
         let mut rec = record(user);
         if rec.team_id.is_empty() {
@@ -528,11 +529,11 @@ impl PushedUser {
             rec,
             print,
             custom,
-            received_at: now(),
+            happened_at,
         }
     }
 
-    /// What the push says of `person`: its custom status, as of its arrival.
+    /// What the push says of `person`: its custom status, as of when it happened.
     fn observation(&self, person: Arc<PersonCard>) -> Observation {
         Observation {
             person,
@@ -540,7 +541,7 @@ impl PushedUser {
                 custom: Some(self.custom.clone()),
                 ..Default::default()
             },
-            observed_at: self.received_at,
+            observed_at: self.happened_at,
             source: Source::Slack,
         }
     }
@@ -636,21 +637,21 @@ impl KnownUsers {
     }
 }
 
-/// Applies a pushed `dnd_updated_user`, which arrived at `received_at`.
+/// Applies a pushed `dnd_updated_user`, which happened at `happened_at`.
 pub async fn ingest_dnd(
     store: &Store,
     pipeline: &Pipeline,
     conn: &connection::Model,
     slack_id: &str,
     dnd: &DndInfo,
-    received_at: DateTime<Utc>,
+    happened_at: DateTime<Utc>,
 ) -> crate::store::Result<()> {
     if let Some(row) = store.slack_person(conn.id, slack_id).await? {
         let patch = StatusPatch {
             dnd: Some(dnd.at(now())),
             ..Default::default()
         };
-        observe_at(pipeline, Arc::new(row.card()), patch, received_at).await;
+        observe_at(pipeline, Arc::new(row.card()), patch, happened_at).await;
     }
     Ok(())
 }

@@ -179,6 +179,7 @@ fn event_payloads_parse_into_events() {
     assert_eq!(u.profile.status_text, "riding a train");
     let body = read("recorded/event.user_status_changed.envelope.json");
     let env: Envelope = serde_json::from_slice(&body).expect("env");
+    assert_eq!(env.event_time, Some(1734567890), "what orders a retry");
     let Event::UserStatusChanged(u) = Event::parse(env.event.expect("event").get()).expect("parse")
     else {
         panic!("status")

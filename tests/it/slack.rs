@@ -349,3 +349,184 @@ async fn a_sweep_picks_up_an_unpushed_status_and_its_expiry() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Slack redelivers an event it could not deliver a minute or five minutes late, after newer
+/// edits of the same person were applied. The late retry must not undo them; a retry of a recent
+/// event, and a first delivery however far Slack's clock is off, still apply.
+#[tokio::test]
+async fn a_late_retry_does_not_undo_a_newer_edit() {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        // Only the first sweep: the statuses below are the test's own.
+        config: Box::new(|c| {
+            c.poll_sweep_interval = 3600;
+            c.poll_dnd_interval = 3600;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(2).await;
+    let id = &people[0]["id"];
+    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let now = chrono::Utc::now().timestamp();
+    let deliver = async |text: &str, event_time: i64, retry: Option<u32>| {
+        let user = json!({"id": slack_id, "team_id": TEAM, "name": "x", "real_name": "Late", "profile": {"real_name": "Late", "status_text": text, "status_emoji": ":clock1:", "status_expiration": 0}});
+        let body = json!({"type": "event_callback", "team_id": TEAM, "event_id": "Ev1", "event_time": event_time, "event": {"type": "user_change", "user": user}}).to_string();
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let mut r = app
+            .http
+            .post(app.url("/slack/events"))
+            .header("x-slack-request-timestamp", &ts)
+            .header(
+                "x-slack-signature",
+                sign(&app.spec.signing_secret, &ts, body.as_bytes()),
+            )
+            .body(body);
+        if let Some(n) = retry {
+            r = r
+                .header("x-slack-retry-num", n.to_string())
+                .header("x-slack-retry-reason", "http_error");
+        }
+        let status = r.send().await.expect("post").status().as_u16();
+        assert_eq!(status, 200, "{text}");
+    };
+
+    deliver("New", now, None).await;
+    app.wait_for_status_text(id, "New").await;
+    // Dispatched a minute before "New" arrived, redelivered only now: acknowledged, dropped.
+    deliver("Old", now - 61, Some(2)).await;
+    app.server.state.pipeline.flush().await;
+    let (_, user) = app.get(&format!("/api/users/{id}")).await;
+    assert_eq!(user["status"]["text"], "New", "{user}");
+    // A retry of an event dispatched after "New" arrived applies.
+    deliver("Retried", chrono::Utc::now().timestamp(), Some(1)).await;
+    app.wait_for_status_text(id, "Retried").await;
+    // A first delivery is stamped at its arrival: ten minutes of skew on Slack's clock (inside
+    // the signature's window is another matter) do not make it older than "Retried".
+    deliver("Skewed", now - 600, None).await;
+    app.wait_for_status_text(id, "Skewed").await;
+
+    // A malformed body is refused for good: Slack is told not to retry it. A refused signature
+    // is left to Slack's retries, since the secret may be mid-rotation.
+    let body = json!({"type": "event_callback", "team_id": TEAM, "event": {"type": "user_change", "user": 5}}).to_string();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let post = |sig: String| {
+        app.http
+            .post(app.url("/slack/events"))
+            .header("x-slack-request-timestamp", &ts)
+            .header("x-slack-signature", sig)
+            .body(body.clone())
+            .send()
+    };
+    let r = post(sign(&app.spec.signing_secret, &ts, body.as_bytes()))
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["x-slack-no-retry"], "1");
+    let r = post(sign("wrong", &ts, body.as_bytes()))
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("x-slack-no-retry").is_none());
+}
+
+/// One request the simulator delivered to a test's events endpoint.
+#[derive(Debug)]
+struct Delivered {
+    retry_num: Option<String>,
+    retry_reason: Option<String>,
+    signed: bool,
+    body: String,
+}
+
+/// An events endpoint that records every request and answers the i-th with `answers[i]` (then
+/// 200): a status, and whether to add `X-Slack-No-Retry: 1`.
+async fn events_endpoint(
+    secret: String,
+    answers: Vec<(u16, bool)>,
+) -> (String, Arc<std::sync::Mutex<Vec<Delivered>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Delivered>::new()));
+    let log = seen.clone();
+    let route = warp::post()
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .map(move |h: warp::http::HeaderMap, body: bytes::Bytes| {
+            let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let ts = header("x-slack-request-timestamp").unwrap_or_default();
+            let signed = header("x-slack-signature").as_deref() == Some(&sign(&secret, &ts, &body));
+            let mut seen = log.lock().expect("log");
+            let (status, no_retry) = answers.get(seen.len()).copied().unwrap_or((200, false));
+            seen.push(Delivered {
+                retry_num: header("x-slack-retry-num"),
+                retry_reason: header("x-slack-retry-reason"),
+                signed,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+            let mut r = warp::http::Response::builder().status(status);
+            if no_retry {
+                r = r.header("x-slack-no-retry", "1");
+            }
+            r.body(String::new()).expect("response")
+        });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!(
+        "http://{}/slack/events",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, seen)
+}
+
+/// The simulator delivers callbacks as Slack does: a failed one again, with the same body under
+/// a fresh signature, numbered and with the reason; a refusal marked `X-Slack-No-Retry` once.
+#[tokio::test]
+async fn the_simulator_redelivers_a_failed_callback_as_slack_does() {
+    let (sim, spec) = sim(3, None).await;
+    let short = Duration::from_millis(50);
+    sim.set_event_retry_delays(vec![Duration::ZERO, short, short]);
+    let user = sim.with(|w| w.by_team("T0PAGE").expect("ws").users[0].id.clone());
+    let wait_for = async |seen: &std::sync::Mutex<Vec<Delivered>>, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.lock().expect("log").len() < n {
+            assert!(Instant::now() < deadline, "{n} deliveries never came");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Time for one more, which must not come.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Refused twice, taken the third time: two retries of the three, then no more.
+    let (url, seen) = events_endpoint(spec.signing_secret.clone(), vec![(500, false); 2]).await;
+    sim.set_events_url(Some(url));
+    assert!(sim.set_status("T0PAGE", &user, "Out", ":x:", 0).await);
+    wait_for(&seen, 3).await;
+    {
+        let seen = seen.lock().expect("log");
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        let nums: Vec<_> = seen.iter().map(|d| d.retry_num.as_deref()).collect();
+        assert_eq!(nums, [None, Some("1"), Some("2")]);
+        let reasons: Vec<_> = seen.iter().map(|d| d.retry_reason.as_deref()).collect();
+        assert_eq!(reasons, [None, Some("http_error"), Some("http_error")]);
+        assert!(seen.iter().all(|d| d.signed), "each attempt signed");
+        assert!(
+            seen.iter().all(|d| d.body == seen[0].body),
+            "the same event each time"
+        );
+        let event: Value = serde_json::from_str(&seen[0].body).expect("json");
+        assert!(event["event_id"].is_string() && event["event_time"].is_i64());
+    }
+
+    // Failing every attempt: the first delivery and one per retry delay, then it is given up.
+    let (url, seen) = events_endpoint(spec.signing_secret.clone(), vec![(503, false); 9]).await;
+    sim.set_events_url(Some(url));
+    assert!(sim.set_status("T0PAGE", &user, "Gone", ":x:", 0).await);
+    wait_for(&seen, 4).await;
+    assert_eq!(seen.lock().expect("log").len(), 4);
+
+    // Refused with X-Slack-No-Retry: delivered once.
+    let (url, seen) = events_endpoint(spec.signing_secret.clone(), vec![(400, true)]).await;
+    sim.set_events_url(Some(url));
+    assert!(sim.set_status("T0PAGE", &user, "Back", ":x:", 0).await);
+    wait_for(&seen, 1).await;
+    assert_eq!(seen.lock().expect("log").len(), 1);
+}

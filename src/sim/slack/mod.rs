@@ -1,10 +1,12 @@
 //! A Slack Web API simulator: the methods Chex calls, with Slack's JSON shapes, cursor paging,
 //! per-(token, method) tier limits answered with HTTP 429 + `Retry-After`, scripted and random
-//! status life, signed Events API callbacks, and fault injection for tests.
+//! status life, signed Events API callbacks redelivered on failure as Slack does, and fault
+//! injection for tests.
 //!
 //! Start it with [`SlackSim::start`]; drive it through the returned handle (tests) or its
 //! `/_sim/…` HTTP control routes (scripts, browser tests).
 
+mod delivery;
 mod limits;
 mod names;
 mod server;
@@ -70,10 +72,7 @@ impl SlackSim {
         )));
         let limits = Arc::new(Limits::new(opts.rate_scale));
         let shutdown = CancellationToken::new();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(std::io::Error::other)?;
+        let http = delivery::client().map_err(std::io::Error::other)?;
         let sim = SlackSim {
             world,
             limits,
@@ -147,18 +146,17 @@ impl SlackSim {
         self.with(|w| w.set_presence(team, user, active))
     }
 
+    /// Sets the waits before each redelivery of a callback the app failed to take (Slack's:
+    /// at once, a minute, five minutes); tests shorten them.
+    pub fn set_event_retry_delays(&self, delays: Vec<Duration>) {
+        self.with(|w| w.retry_delays = delays);
+    }
+
+    /// Delivers each callback in turn; one that fails is retried later, on its own.
     async fn push(&self, pushes: Vec<world::Push>) {
+        let delays = self.with(|w| w.retry_delays.clone());
         for p in pushes {
-            let req = self
-                .http
-                .post(&p.url)
-                .header("content-type", "application/json")
-                .header("x-slack-request-timestamp", &p.timestamp)
-                .header("x-slack-signature", &p.signature)
-                .body(p.body);
-            if let Err(e) = req.send().await {
-                tracing::debug!(error = %e.without_url(), "simulator could not push an event");
-            }
+            delivery::deliver(&self.http, p, delays.clone(), &self.shutdown).await;
         }
     }
 

@@ -7,7 +7,6 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::names::{COLORS, FIRST, LAST, STATUSES};
-use crate::sources::slack::events::sign;
 use crate::sources::slack::types::{DndInfo, Profile, User};
 
 /// A workspace to simulate.
@@ -85,17 +84,19 @@ impl SimWorkspace {
     }
 }
 
-/// A signed callback to deliver.
+/// A callback to deliver: signed afresh at each attempt, as Slack does, since a retry carries
+/// a new request timestamp (`delivery`).
 pub struct Push {
     pub url: String,
-    pub timestamp: String,
-    pub signature: String,
+    pub secret: String,
     pub body: String,
 }
 
 pub struct World {
     pub workspaces: Vec<SimWorkspace>,
     pub events_url: Option<String>,
+    /// Waits before each redelivery of a failed callback (`delivery`).
+    pub retry_delays: Vec<std::time::Duration>,
     rng: StdRng,
     event_counter: u64,
 }
@@ -136,6 +137,7 @@ impl World {
         World {
             workspaces,
             events_url: None,
+            retry_delays: super::delivery::SLACK_RETRY_DELAYS.to_vec(),
             rng,
             event_counter: 0,
         }
@@ -302,7 +304,7 @@ impl World {
         self.callback(team, event)
     }
 
-    /// Wraps an inner event in Slack's `event_callback` envelope and signs it.
+    /// Wraps an inner event in Slack's `event_callback` envelope (signed at delivery).
     fn callback(&mut self, team: &str, event: Value) -> Option<Push> {
         let url = self.events_url.clone()?;
         let secret = self.by_team(team)?.spec.signing_secret.clone();
@@ -320,14 +322,7 @@ impl World {
             "is_ext_shared_channel": false,
         })
         .to_string();
-        let timestamp = now.to_string();
-        let signature = sign(&secret, &timestamp, body.as_bytes());
-        Some(Push {
-            url,
-            timestamp,
-            signature,
-            body,
-        })
+        Some(Push { url, secret, body })
     }
 }
 

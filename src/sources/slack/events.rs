@@ -2,9 +2,13 @@
 //!
 //! Slack signs each request with the app's signing secret: `v0=` + hex HMAC-SHA256 of
 //! `v0:{X-Slack-Request-Timestamp}:{raw body}`. A request older than five minutes is a replay.
+//!
+//! Slack redelivers an event it could not deliver (no 2xx within three seconds) at once, a
+//! minute later and five minutes later, marking each retry with `X-Slack-Retry-Num`.
 
 use std::borrow::Cow;
 
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -78,8 +82,27 @@ pub struct Envelope<'a> {
     pub team_id: Option<String>,
     pub challenge: Option<String>,
     pub event_id: Option<String>,
+    /// When Slack dispatched the event, in whole seconds of Slack's clock; the same in every
+    /// retry of it.
+    pub event_time: Option<i64>,
     #[serde(borrow)]
     pub event: Option<&'a RawValue>,
+}
+
+/// When a delivered event happened, for ordering it against the polls and other pushes about the
+/// same person (`poll::pipeline`), whose times are read off this server's clock.
+///
+/// A first delivery is stamped when it arrived: it comes within seconds of the edit, and its
+/// arrival is on the same clock as a poll's, where Slack's `event_time` is on Slack's and only to
+/// the second. A retry is different: it arrives a minute or five late, after newer edits and
+/// sweeps have been applied, and stamped at arrival it would undo them. It is stamped no later
+/// than the end of the second Slack says it was dispatched in. That trusts Slack's clock to
+/// within a second of this one, and only for retries, which are rare.
+pub fn happened_by(received: DateTime<Utc>, retry: bool, event_time: Option<i64>) -> DateTime<Utc> {
+    match event_time.and_then(|t| DateTime::from_timestamp(t.checked_add(1)?, 0)) {
+        Some(dispatched_by) if retry => received.min(dispatched_by),
+        _ => received,
+    }
 }
 
 /// The inner events Chex acts on.
@@ -184,10 +207,29 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_is_stamped_by_its_dispatch_and_a_first_delivery_by_its_arrival() {
+        let received = DateTime::from_timestamp(1_700_000_300, 500_000_000).expect("time");
+        let five_minutes_late = Some(1_700_000_000);
+        let at = |secs| DateTime::from_timestamp(secs, 0).expect("time");
+        assert_eq!(
+            happened_by(received, true, five_minutes_late),
+            at(1_700_000_001)
+        );
+        // A first delivery is not moved by Slack's clock, however far off it reads.
+        assert_eq!(happened_by(received, false, five_minutes_late), received);
+        // A retry is never stamped after its arrival (Slack's clock ahead of this one), and one
+        // with no usable event_time keeps its arrival.
+        assert_eq!(happened_by(received, true, Some(1_700_000_900)), received);
+        assert_eq!(happened_by(received, true, None), received);
+        assert_eq!(happened_by(received, true, Some(i64::MAX)), received);
+    }
+
+    #[test]
     fn an_envelope_keeps_its_event_as_raw_text() {
-        let body = br#"{"type":"event_callback","team_id":"T1","unknown":{"a":[1]},"event":{"type":"x","n":1}}"#;
+        let body = br#"{"type":"event_callback","team_id":"T1","unknown":{"a":[1]},"event":{"type":"x","n":1},"event_time":1734567890}"#;
         let env: Envelope = serde_json::from_slice(body).expect("envelope");
         assert_eq!(env.kind, "event_callback");
+        assert_eq!(env.event_time, Some(1734567890));
         assert_eq!(env.team_id.as_deref(), Some("T1"));
         assert_eq!(env.event.map(RawValue::get), Some(r#"{"type":"x","n":1}"#));
     }
