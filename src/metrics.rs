@@ -120,6 +120,7 @@ pub struct Metrics {
     pub slow_consumers_closed: Counter,
     pub db_write_failures: Counter,
     pub events_lost: Counter,
+    pub readings_superseded: Counter,
     pub slack_events_received: Counter,
     pub slack_events_unknown: Counter,
     pub slack_events_rejected: Counter,
@@ -224,6 +225,11 @@ impl Metrics {
                 "chex_events_lost_total",
                 "Events dropped after every retry failed.",
                 self.events_lost.get(),
+            ),
+            (
+                "chex_readings_superseded_total",
+                "Custom status or DND readings dropped as older than the one that set the field.",
+                self.readings_superseded.get(),
             ),
             (
                 "chex_slack_events_received_total",

@@ -422,12 +422,14 @@ use rand::{Rng, SeedableRng};
 /// The server's histogram of observation-to-publication delays.
 const PUBLISH_DELAY: &str = "chex_publish_delay_seconds";
 
-/// The server's own counts of Slack events received, status events committed, and events lost
-/// after every retry: `(name in the report, metric)`.
-const SERVER_COUNTERS: [(&str, &str); 3] = [
+/// The server's own counts of Slack events received, status events committed, events lost after
+/// every retry, and readings dropped as older than the field's last (two pushes about one person
+/// handled in the reverse of their arrival): `(name in the report, metric)`.
+const SERVER_COUNTERS: [(&str, &str); 4] = [
     ("received", "chex_slack_events_received_total"),
     ("committed", "chex_events_committed_total"),
     ("lost", "chex_events_lost_total"),
+    ("superseded", "chex_readings_superseded_total"),
 ];
 
 /// Scenario 5: full sweeps of `users` people through the real poller (CPU and wall time of the

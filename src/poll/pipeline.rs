@@ -87,9 +87,11 @@ impl Heard {
         }
         if patch.custom.is_some() && !newer(&mut self.custom, at) {
             patch.custom = None;
+            METRICS.readings_superseded.inc();
         }
         if patch.dnd.is_some() && !newer(&mut self.dnd, at) {
             patch.dnd = None;
+            METRICS.readings_superseded.inc();
         }
     }
 }
