@@ -393,11 +393,14 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
 
     deliver("New", now, None).await;
     app.wait_for_status_text(id, "New").await;
-    // Dispatched a minute before "New" arrived, redelivered only now: acknowledged, dropped.
+    // Dispatched a minute before "New" arrived, redelivered only now: acknowledged, dropped,
+    // and counted.
+    let superseded = app.metric("chex_readings_superseded_total").await;
     deliver("Old", now - 61, Some(2)).await;
     app.server.state.pipeline.flush().await;
     let (_, user) = app.get(&format!("/api/users/{id}")).await;
     assert_eq!(user["status"]["text"], "New", "{user}");
+    assert!(app.metric("chex_readings_superseded_total").await > superseded);
     // A retry of an event dispatched after "New" arrived applies.
     deliver("Retried", chrono::Utc::now().timestamp(), Some(1)).await;
     app.wait_for_status_text(id, "Retried").await;
