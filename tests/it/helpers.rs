@@ -53,6 +53,21 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// `users` people, polled by the first sweep and DND poll only: the statuses after those are
+    /// the test's own, not the simulator's of the moment.
+    pub fn first_polls_only(users: usize) -> Options {
+        Options {
+            users,
+            config: Box::new(|c| {
+                c.poll_sweep_interval = 3600;
+                c.poll_dnd_interval = 3600;
+            }),
+            ..Default::default()
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn_with(o: Options) -> TestApp {
         let db = TestDb::sqlite().await;

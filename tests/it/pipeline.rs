@@ -301,17 +301,8 @@ async fn on_a_sqlite_file_a_change_is_committed_and_published_while_the_runtime_
 /// once, in the order Slack sent them, and reaches a subscriber in that order.
 #[tokio::test]
 async fn pushed_edits_of_a_known_user_are_applied_once_each_in_order() {
-    let app = TestApp::spawn_with(Options {
-        users: 2,
-        // Only the first sweep: a later one would observe the simulator's status of the moment
-        // between two pushes.
-        config: Box::new(|c| {
-            c.poll_sweep_interval = 3600;
-            c.poll_dnd_interval = 3600;
-        }),
-        ..Default::default()
-    })
-    .await;
+    // A later sweep would observe the simulator's status of the moment between two pushes.
+    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
     let people = app.wait_for_people(2).await;
     let person = &people[0];
     let id = person["id"].as_i64().expect("id");

@@ -355,16 +355,7 @@ async fn a_sweep_picks_up_an_unpushed_status_and_its_expiry() {
 /// event, and a first delivery however far Slack's clock is off, still apply.
 #[tokio::test]
 async fn a_late_retry_does_not_undo_a_newer_edit() {
-    let app = TestApp::spawn_with(Options {
-        users: 2,
-        // Only the first sweep: the statuses below are the test's own.
-        config: Box::new(|c| {
-            c.poll_sweep_interval = 3600;
-            c.poll_dnd_interval = 3600;
-        }),
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
     let people = app.wait_for_people(2).await;
     let id = &people[0]["id"];
     let slack_id = people[0]["slack_id"].as_str().expect("id");
@@ -532,4 +523,58 @@ async fn the_simulator_redelivers_a_failed_callback_as_slack_does() {
     assert!(sim.set_status("T0PAGE", &user, "Back", ":x:", 0).await);
     wait_for(&seen, 1).await;
     assert_eq!(seen.lock().expect("log").len(), 1);
+}
+
+/// An event Chex could not take comes back as Slack's retry and is applied. Here a proxy in
+/// front of Chex answers 503 the first time, as Chex does while its database is down.
+#[tokio::test]
+async fn an_event_refused_once_is_applied_from_slacks_retry() {
+    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
+    let people = app.wait_for_people(2).await;
+    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = attempts.clone();
+    let (http, target) = (app.http.clone(), app.url("/slack/events"));
+    let proxy = warp::post()
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .then(move |mut h: warp::http::HeaderMap, body: bytes::Bytes| {
+            let (http, target) = (http.clone(), target.clone());
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                let status = if first {
+                    503
+                } else {
+                    h.remove("host");
+                    h.remove("content-length");
+                    let r = http.post(target).headers(h).body(body).send().await;
+                    r.expect("forward").status().as_u16()
+                };
+                warp::http::Response::builder()
+                    .status(status)
+                    .body(String::new())
+                    .expect("response")
+            }
+        });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!(
+        "http://{}/slack/events",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(warp::serve(proxy).incoming(listener).run());
+    app.sim
+        .set_event_retry_delays(vec![Duration::from_millis(100)]);
+    app.sim.set_events_url(Some(url));
+
+    assert!(
+        app.sim
+            .set_status(TEAM, slack_id, "Retried", ":x:", 0)
+            .await
+    );
+    app.wait_for_status_text(&people[0]["id"], "Retried").await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "refused, then retried once"
+    );
 }
