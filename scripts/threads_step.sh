@@ -5,7 +5,8 @@
 # server thread's CPU, voluntary and involuntary context switches, write calls and bytes written
 # (/proc/<pid>/task/<tid>/{stat,status,io}), and the commits and events committed meanwhile
 # (/metrics). A thread that wakes for every arrival shows as voluntary switches; one preempted by
-# others as involuntary ones; the pipeline thread's write calls (it runs the appends; two per WAL frame) count its frames.
+# others as involuntary ones; the pipeline thread's write calls (it runs the appends; two per WAL
+# frame) count its frames.
 # The bench's own output goes to OUT.log, the table to OUT (and stdout).
 set -euo pipefail
 export LC_ALL=C

@@ -15,10 +15,11 @@
 //! Slack's custom status and DND are both pushed (Events API) and polled (sweeps, DND batches),
 //! and a poll's answer can reach the queue after a push that is newer than it: a page read before
 //! an edit is parsed and queued after the edit's push. So an observation carries when the source
-//! said it — a push when it arrived (kept through retries of a failed store), a poll before its
-//! request — and the writer keeps, per person, the time of the reading that last set each of the
-//! two; an older reading of the same field is dropped ([`Heard`]) rather than undoing the newer
-//! one until the next sweep.
+//! said it — a push when it arrived, or for Slack's late redelivery of one when Slack sent it
+//! (`sources::slack::events::happened_by`), kept through retries of a failed store; a poll before
+//! its request — and the writer keeps, per person, the time of the reading that last set each of
+//! the two; an older reading of the same field is dropped ([`Heard`]) rather than undoing the
+//! newer one until the next sweep.
 //!
 //! A failed commit is retried with backoff; the observations stay queued meanwhile, so an
 //! acknowledged Slack event is not lost to a database hiccup.

@@ -29,7 +29,6 @@ pub const SLACK_RETRY_DELAYS: [Duration; 3] = [
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
 /// What came of one attempt.
-#[derive(Debug, PartialEq, Eq)]
 enum Attempt {
     Delivered,
     /// Failed, for the reason Slack would give in the next attempt's `X-Slack-Retry-Reason`.
