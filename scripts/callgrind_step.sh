@@ -7,9 +7,11 @@
 # event and dumped SECS seconds later, and the changes it received meanwhile come from /metrics.
 # Prints instructions per change (user space only: the kernel's share is not counted), and keeps
 # the dump as OUT.cg. At a low rate each change is a commit of its own, so the figure is higher
-# than at 8,000/s, where commits are shared: compare two builds at the same rate. (In session
-# 18's one try, `callgrind_annotate` put the whole dump under `clone`: a per-function split of a
-# dump taken this way is still to be worked out.)
+# than at 8,000/s, where commits are shared: compare two builds at the same rate.
+# `callgrind_annotate` misreads these dumps (everything under `clone`, session 18); split one by
+# function with `scripts/callgrind_top.py OUT.cg --per CHANGES [--inclusive]`. valgrind's CPU has
+# no SHA extensions, so the Slack signature's SHA-256 runs in software under it, at far more
+# instructions than natively on a CPU with SHA-NI (session 19: 109k of 599k per change).
 set -euo pipefail
 OUT=$1; SECS=$2; shift 3
 export CHEX_BENCH_SERVER_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=$OUT.cg.%p"

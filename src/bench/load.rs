@@ -47,6 +47,14 @@ pub fn now_us() -> u64 {
 #[derive(Default, Clone)]
 pub struct Step {
     pub latencies: Histogram,
+    /// The same changes split at the server's observation (`observed_at` in the frame: when the
+    /// event's request reached its handler, or when the floor's writer serialized the frame; the
+    /// same clock, on the same machine): from the send to there (the sender, loopback, HTTP), and
+    /// from there to the subscriber (the pipeline's commit, the hub, the socket, the read).
+    /// Percentiles of the parts do not add up to the whole's, but they say which side a tail is
+    /// on.
+    pub to_server: Histogram,
+    pub from_server: Histogram,
     /// When the last stamped frame arrived (µs since the epoch).
     pub last_us: u64,
 }
@@ -180,6 +188,8 @@ impl Subscribers {
             }
             for (a, b) in all.steps.iter_mut().zip(&s.steps) {
                 a.latencies.merge(&b.latencies);
+                a.to_server.merge(&b.to_server);
+                a.from_server.merge(&b.from_server);
                 a.last_us = a.last_us.max(b.last_us);
             }
             all.resyncs += s.resyncs;
@@ -248,6 +258,10 @@ where
                             let now = now_us();
                             let step = &mut seen.steps[k];
                             step.latencies.record(now.saturating_sub(sent));
+                            if let Some(observed) = observed_at_us(t) {
+                                step.to_server.record(observed.saturating_sub(sent));
+                                step.from_server.record(now.saturating_sub(observed));
+                            }
                             step.last_us = now;
                             received.fetch_add(1, Ordering::Relaxed);
                         }
@@ -261,6 +275,14 @@ where
             }
         }
     }
+}
+
+/// A status frame's `observed_at`, in µs since the epoch.
+fn observed_at_us(frame: &str) -> Option<u64> {
+    const KEY: &str = "\"observed_at\":\"";
+    let rest = &frame[frame.find(KEY)? + KEY.len()..];
+    let at = chrono::DateTime::parse_from_rfc3339(&rest[..rest.find('"')?]).ok()?;
+    u64::try_from(at.timestamp_micros()).ok()
 }
 
 /// True when a status frame's `changed` names `text`.
@@ -427,5 +449,25 @@ pub async fn open_loop(rate: f64, secs: f64, mut fire: impl FnMut(u64)) {
             fire(n);
             n += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frames_observation_time_is_read_to_the_microsecond() {
+        let frame = r#"{"type":"status","topic":"user:7","seq":3,"status":{"text":"bench 1"},"changed":["text"],"observed_at":"2026-12-06T13:59:52.123456Z","source":"slack"}"#;
+        let want = chrono::DateTime::parse_from_rfc3339("2026-12-06T13:59:52Z")
+            .map(|t| t.timestamp_micros() as u64 + 123_456)
+            .ok();
+        assert_eq!(observed_at_us(frame), want);
+        assert_eq!(observed_at_us(r#"{"type":"status"}"#), None);
+        assert_eq!(observed_at_us(r#"{"observed_at":"yesterday"}"#), None);
+        assert_eq!(
+            observed_at_us(r#"{"observed_at":"2026-12-06T13:59:52Z"#),
+            None
+        );
     }
 }

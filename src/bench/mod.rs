@@ -339,6 +339,15 @@ fn step_reports(base: &Report, steps: Vec<StepRecord>, seen: &Seen) -> Vec<Repor
             "client_cpu_us_per_delivery".into(),
             round3(st.client_cpu.as_micros() as f64 / delivered.max(1) as f64).into(),
         );
+        for (part, h) in [
+            ("to_server", &step.to_server),
+            ("from_server", &step.from_server),
+        ] {
+            for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+                let ms = h.quantile_us(q) as f64 / 1000.0;
+                extra.insert(format!("{part}_{name}_ms"), ms.into());
+            }
+        }
         reports.push(Report {
             scenario: base.scenario.clone(),
             subscribers: base.subscribers,

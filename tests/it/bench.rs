@@ -90,6 +90,12 @@ fn per_user_topics_deliver_each_change_once() {
     assert_nothing_lost(&reports[0]);
     assert_eq!(reports[0]["topics"], 30);
     assert_eq!(reports[0]["expected"], reports[0]["sent"]);
+    // Every delivery's latency was also split at the frame's observed_at: a frame the split
+    // cannot read leaves its halves empty, and an empty half reads 0.
+    for half in ["to_server_p50_ms", "from_server_p99_ms"] {
+        let ms = reports[0]["extra"][half].as_f64().expect(half);
+        assert!(ms > 0.0, "{half} was not recorded: {}", reports[0]);
+    }
 }
 
 #[test]
