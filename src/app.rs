@@ -126,6 +126,7 @@ impl Server {
             credentials: Arc::default(),
             known_users,
             workspaces: Arc::default(),
+            seen_events: Default::default(),
             http,
             gmail: rounds.gmail,
             snapshots: Default::default(),

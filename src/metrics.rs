@@ -124,6 +124,7 @@ pub struct Metrics {
     pub slack_events_received: Counter,
     pub slack_events_unknown: Counter,
     pub slack_events_rejected: Counter,
+    pub slack_events_duplicate: Counter,
     pub slack_429: Counter,
     pub slack_wait_micros: Counter,
     pub watched_presence_overdue: Counter,
@@ -245,6 +246,11 @@ impl Metrics {
                 "chex_slack_events_rejected_total",
                 "Slack Events API callbacks refused (signature, replay).",
                 self.slack_events_rejected.get(),
+            ),
+            (
+                "chex_slack_events_duplicate_total",
+                "Slack Events API redeliveries of an event already taken, acknowledged and dropped.",
+                self.slack_events_duplicate.get(),
             ),
             (
                 "chex_slack_ratelimited_total",

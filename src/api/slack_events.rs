@@ -119,6 +119,14 @@ async fn handle(
         Ok(e) => e,
         Err(e) => return malformed(format!("malformed event: {e}")),
     };
+    // From here on the event is taken (answered 2xx): a redelivery of it is not.
+    if let Some(id) = env.event_id.as_deref()
+        && !s.seen_events.first_time(id, std::time::Instant::now())
+    {
+        METRICS.slack_events_duplicate.inc();
+        tracing::debug!(team, event_id = id, retry = ?retry_num, "dropping a redelivered Slack event already taken");
+        return warp::reply::with_status(warp::reply(), StatusCode::OK).into_response();
+    }
     METRICS.slack_events_received.inc();
     let at = happened_by(received, retry_num.is_some(), env.event_time);
     let work = Work::new(event, &conn, at);

@@ -48,6 +48,8 @@ pub struct Shared {
     /// event needs both, and a database read plus an AES open per event is the slow part of
     /// the Events API path at thousands of events a second.
     pub workspaces: Arc<dashmap::DashMap<String, CachedWorkspace>>,
+    /// Events taken lately, so Slack's redelivery of one is dropped (`SeenEvents`).
+    pub seen_events: crate::sources::slack::events::SeenEvents,
     /// The sources' HTTP pool: a Jira site's credentials are checked with it on upload.
     pub http: reqwest::Client,
     pub gmail: crate::sources::gmail::GmailClient,

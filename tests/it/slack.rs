@@ -360,44 +360,28 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
     let id = &people[0]["id"];
     let slack_id = people[0]["slack_id"].as_str().expect("id");
     let now = chrono::Utc::now().timestamp();
-    let deliver = async |text: &str, event_time: i64, retry: Option<u32>| {
+    let deliver = async |event_id: &str, text: &str, event_time: i64, retry: Option<u32>| {
         let user = json!({"id": slack_id, "team_id": TEAM, "name": "x", "real_name": "Late", "profile": {"real_name": "Late", "status_text": text, "status_emoji": ":clock1:", "status_expiration": 0}});
-        let body = json!({"type": "event_callback", "team_id": TEAM, "event_id": "Ev1", "event_time": event_time, "event": {"type": "user_change", "user": user}}).to_string();
-        let ts = chrono::Utc::now().timestamp().to_string();
-        let mut r = app
-            .http
-            .post(app.url("/slack/events"))
-            .header("x-slack-request-timestamp", &ts)
-            .header(
-                "x-slack-signature",
-                sign(&app.spec.signing_secret, &ts, body.as_bytes()),
-            )
-            .body(body);
-        if let Some(n) = retry {
-            r = r
-                .header("x-slack-retry-num", n.to_string())
-                .header("x-slack-retry-reason", "http_error");
-        }
-        let status = r.send().await.expect("post").status().as_u16();
-        assert_eq!(status, 200, "{text}");
+        let body = json!({"type": "event_callback", "team_id": TEAM, "event_id": event_id, "event_time": event_time, "event": {"type": "user_change", "user": user}}).to_string();
+        assert_eq!(post_event(&app, body, retry).await, 200, "{text}");
     };
 
-    deliver("New", now, None).await;
+    deliver("Ev1", "New", now, None).await;
     app.wait_for_status_text(id, "New").await;
     // Dispatched a minute before "New" arrived, redelivered only now: acknowledged, dropped,
     // and counted.
     let superseded = app.metric("chex_readings_superseded_total").await;
-    deliver("Old", now - 61, Some(2)).await;
+    deliver("Ev0", "Old", now - 61, Some(2)).await;
     app.server.state.pipeline.flush().await;
     let (_, user) = app.get(&format!("/api/users/{id}")).await;
     assert_eq!(user["status"]["text"], "New", "{user}");
     assert!(app.metric("chex_readings_superseded_total").await > superseded);
     // A retry of an event dispatched after "New" arrived applies.
-    deliver("Retried", chrono::Utc::now().timestamp(), Some(1)).await;
+    deliver("Ev2", "Retried", chrono::Utc::now().timestamp(), Some(1)).await;
     app.wait_for_status_text(id, "Retried").await;
     // A first delivery is stamped at its arrival: ten minutes of skew on Slack's clock (inside
     // the signature's window is another matter) do not make it older than "Retried".
-    deliver("Skewed", now - 600, None).await;
+    deliver("Ev3", "Skewed", now - 600, None).await;
     app.wait_for_status_text(id, "Skewed").await;
 
     // A malformed body is refused for good: Slack is told not to retry it. A refused signature
@@ -422,6 +406,78 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
         .expect("post");
     assert_eq!(r.status().as_u16(), 401);
     assert!(r.headers().get("x-slack-no-retry").is_none());
+}
+
+/// Posts an Events API body signed with the test workspace's secret, as a retry when `retry` is
+/// set; returns the status.
+async fn post_event(app: &TestApp, body: String, retry: Option<u32>) -> u16 {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let mut r = app
+        .http
+        .post(app.url("/slack/events"))
+        .header("x-slack-request-timestamp", &ts)
+        .header(
+            "x-slack-signature",
+            sign(&app.spec.signing_secret, &ts, body.as_bytes()),
+        )
+        .body(body);
+    if let Some(n) = retry {
+        r = r
+            .header("x-slack-retry-num", n.to_string())
+            .header("x-slack-retry-reason", "http_timeout");
+    }
+    r.send().await.expect("post").status().as_u16()
+}
+
+/// Slack redelivers an event whose answer came late or was lost, though Chex took it: the
+/// redelivery is acknowledged (else Slack tries again), counted and dropped. An event refused
+/// before it was taken is not remembered, so its retry is applied.
+#[tokio::test]
+async fn a_redelivery_of_a_taken_event_is_acknowledged_and_dropped() {
+    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
+    let people = app.wait_for_people(2).await;
+    let id = &people[0]["id"];
+    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let body = |event_id: &str, text: &str| {
+        let user = json!({"id": slack_id, "team_id": TEAM, "name": "x", "real_name": "Twice", "profile": {"real_name": "Twice", "status_text": text, "status_emoji": ":repeat:", "status_expiration": 0}});
+        json!({"type": "event_callback", "team_id": TEAM, "event_id": event_id, "event_time": chrono::Utc::now().timestamp(), "event": {"type": "user_change", "user": user}}).to_string()
+    };
+    assert_eq!(post_event(&app, body("EvTaken", "Taken"), None).await, 200);
+    app.wait_for_status_text(id, "Taken").await;
+    // Slack's redelivery is the same body; a different text here shows it is not applied.
+    let duplicates = app.metric("chex_slack_events_duplicate_total").await;
+    assert_eq!(
+        post_event(&app, body("EvTaken", "Again"), Some(1)).await,
+        200
+    );
+    assert_eq!(
+        post_event(&app, body("EvTaken", "Again"), Some(2)).await,
+        200
+    );
+    app.server.state.pipeline.flush().await;
+    let (_, user) = app.get(&format!("/api/users/{id}")).await;
+    assert_eq!(user["status"]["text"], "Taken", "{user}");
+    // (The counter is the process's, shared with tests running alongside.)
+    assert!(app.metric("chex_slack_events_duplicate_total").await >= duplicates + 2);
+
+    // Refused (a stale request timestamp) before it was taken: the retry is new to Chex.
+    let refused = body("EvRefused", "Refused first");
+    let stale = (chrono::Utc::now().timestamp() - 600).to_string();
+    let r = app
+        .http
+        .post(app.url("/slack/events"))
+        .header("x-slack-request-timestamp", &stale)
+        .header(
+            "x-slack-signature",
+            sign(&app.spec.signing_secret, &stale, refused.as_bytes()),
+        )
+        .body(refused.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(post_event(&app, refused, Some(1)).await, 200);
+    app.wait_for_status_text(id, "Refused first").await;
 }
 
 /// One request the simulator delivered to a test's events endpoint.

@@ -98,6 +98,10 @@ pub struct World {
     /// Waits before each redelivery of a failed callback (`delivery`).
     pub retry_delays: Vec<std::time::Duration>,
     rng: StdRng,
+    /// Event ids are this world's prefix and a count: unique across simulators too, so a
+    /// simulator restarted beside a running Chex is not taken for Slack redelivering events
+    /// Chex already has (it drops those by `event_id`).
+    event_prefix: String,
     event_counter: u64,
 }
 
@@ -139,6 +143,7 @@ impl World {
             events_url: None,
             retry_delays: super::delivery::SLACK_RETRY_DELAYS.to_vec(),
             rng,
+            event_prefix: format!("Ev{:08X}", rand::random::<u32>()),
             event_counter: 0,
         }
     }
@@ -316,7 +321,7 @@ impl World {
             "api_app_id": "A0SIMCHEX",
             "event": event,
             "type": "event_callback",
-            "event_id": format!("Ev{:010}", self.event_counter),
+            "event_id": format!("{}{:010}", self.event_prefix, self.event_counter),
             "event_time": now,
             "authorizations": [{"team_id": team, "user_id": "U0SIMBOT", "is_bot": true, "is_enterprise_install": false}],
             "is_ext_shared_channel": false,

@@ -7,6 +7,10 @@
 //! minute later and five minutes later, marking each retry with `X-Slack-Retry-Num`.
 
 use std::borrow::Cow;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -105,6 +109,79 @@ pub fn happened_by(received: DateTime<Utc>, retry: bool, event_time: Option<i64>
     }
 }
 
+/// How long a taken event's id is remembered: Slack's last redelivery comes five minutes after
+/// the first attempt, plus three seconds for each attempt's timeout.
+pub const SEEN_FOR: Duration = Duration::from_secs(10 * 60);
+
+/// Most event ids remembered at once (~4 MB when full).
+pub const SEEN_MAX: usize = 100_000;
+
+/// The events taken lately, by `event_id`, so that Slack's redelivery of one Chex already took is
+/// acknowledged and dropped instead of being stored again.
+///
+/// Slack redelivers an event whose delivery got no 2xx within three seconds, and that includes
+/// events Chex took but answered late, or whose answer was lost with its connection; Slack asks
+/// receivers to dedupe by `event_id`. A duplicate would do no harm to the statuses (the same
+/// status is not a change, and an older one is dropped by the pipeline's ordering rule), so this
+/// saves the work, and makes the redeliveries of taken events countable
+/// (`chex_slack_events_duplicate_total`): a rising count says Chex answers Slack too slowly.
+///
+/// Bounded in time ([`SEEN_FOR`]) and in count ([`SEEN_MAX`], the oldest forgotten first), so a
+/// flood cannot grow it: at Slack's own cap of 30,000 events an hour per workspace, the count
+/// covers hours. Ids are kept as 64-bit hashes under a per-process random key (no attacker can
+/// aim collisions at it, and chance collisions among 100,000 ids are ~1 in 10⁹).
+pub struct SeenEvents {
+    key: RandomState,
+    window: Duration,
+    max: usize,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Oldest first; each id at most once.
+    order: VecDeque<(Instant, u64)>,
+    ids: HashSet<u64>,
+}
+
+impl Default for SeenEvents {
+    fn default() -> Self {
+        SeenEvents::new(SEEN_FOR, SEEN_MAX)
+    }
+}
+
+impl SeenEvents {
+    pub fn new(window: Duration, max: usize) -> SeenEvents {
+        SeenEvents {
+            key: RandomState::new(),
+            window,
+            max: max.max(1),
+            seen: Mutex::default(),
+        }
+    }
+
+    /// True, and remembered from now on, unless `event_id` was taken within the window. Call it
+    /// only for a verified event that is about to be acknowledged: a refused one must stay new
+    /// for Slack's retry of it.
+    pub fn first_time(&self, event_id: &str, now: Instant) -> bool {
+        let id = self.key.hash_one(event_id);
+        // Nothing below panics, so a poisoned lock still holds a consistent set.
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(at, old)) = seen.order.front() {
+            if seen.order.len() < self.max && now.saturating_duration_since(at) < self.window {
+                break;
+            }
+            seen.order.pop_front();
+            seen.ids.remove(&old);
+        }
+        if !seen.ids.insert(id) {
+            return false;
+        }
+        seen.order.push_back((now, id));
+        true
+    }
+}
+
 /// The inner events Chex acts on.
 #[derive(Debug)]
 pub enum Event {
@@ -166,6 +243,25 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_taken_once_within_the_window_and_the_count() {
+        let seen = SeenEvents::new(Duration::from_secs(600), 3);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(seen.first_time("Ev1", at(0)));
+        assert!(!seen.first_time("Ev1", at(60)), "Slack's retry");
+        assert!(!seen.first_time("Ev1", at(303)), "its last retry");
+        assert!(seen.first_time("Ev2", at(0)), "another event");
+        // Out of the window: forgotten.
+        assert!(seen.first_time("Ev1", at(601)));
+        // Three remembered at most: the oldest make room first.
+        assert!(seen.first_time("Ev3", at(602)));
+        assert!(seen.first_time("Ev4", at(603)));
+        assert!(seen.first_time("Ev5", at(604)));
+        assert!(seen.first_time("Ev1", at(605)), "pushed out by the count");
+        assert!(!seen.first_time("Ev5", at(606)));
+    }
 
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
