@@ -411,7 +411,12 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
 /// Posts an Events API body signed with the test workspace's secret, as a retry when `retry` is
 /// set; returns the status.
 async fn post_event(app: &TestApp, body: String, retry: Option<u32>) -> u16 {
-    let ts = chrono::Utc::now().timestamp().to_string();
+    post_event_at(app, body, retry, chrono::Utc::now().timestamp()).await
+}
+
+/// The same, with the request timestamp `at` (Unix seconds).
+async fn post_event_at(app: &TestApp, body: String, retry: Option<u32>, at: i64) -> u16 {
+    let ts = at.to_string();
     let mut r = app
         .http
         .post(app.url("/slack/events"))
@@ -462,20 +467,8 @@ async fn a_redelivery_of_a_taken_event_is_acknowledged_and_dropped() {
 
     // Refused (a stale request timestamp) before it was taken: the retry is new to Chex.
     let refused = body("EvRefused", "Refused first");
-    let stale = (chrono::Utc::now().timestamp() - 600).to_string();
-    let r = app
-        .http
-        .post(app.url("/slack/events"))
-        .header("x-slack-request-timestamp", &stale)
-        .header(
-            "x-slack-signature",
-            sign(&app.spec.signing_secret, &stale, refused.as_bytes()),
-        )
-        .body(refused.clone())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status().as_u16(), 401);
+    let stale = chrono::Utc::now().timestamp() - 600;
+    assert_eq!(post_event_at(&app, refused.clone(), None, stale).await, 401);
     assert_eq!(post_event(&app, refused, Some(1)).await, 200);
     app.wait_for_status_text(id, "Refused first").await;
 }
