@@ -26,20 +26,22 @@ fn upper_of(bucket: usize) -> u64 {
 }
 
 impl Histogram {
-    pub fn record(&mut self, us: u64) {
+    /// The counters, allocated on first use.
+    fn counts_mut(&mut self) -> &mut [u32] {
         if self.counts.is_empty() {
             self.counts = vec![0; BUCKETS];
         }
-        self.counts[bucket_of(us)] += 1;
+        &mut self.counts
+    }
+
+    pub fn record(&mut self, us: u64) {
+        self.counts_mut()[bucket_of(us)] += 1;
         self.total += 1;
         self.max_us = self.max_us.max(us);
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS];
-        }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+        for (a, b) in self.counts_mut().iter_mut().zip(&other.counts) {
             *a += b;
         }
         self.total += other.total;

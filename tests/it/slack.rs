@@ -361,8 +361,7 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
     let slack_id = people[0]["slack_id"].as_str().expect("id");
     let now = chrono::Utc::now().timestamp();
     let deliver = async |event_id: &str, text: &str, event_time: i64, retry: Option<u32>| {
-        let user = json!({"id": slack_id, "team_id": TEAM, "name": "x", "real_name": "Late", "profile": {"real_name": "Late", "status_text": text, "status_emoji": ":clock1:", "status_expiration": 0}});
-        let body = json!({"type": "event_callback", "team_id": TEAM, "event_id": event_id, "event_time": event_time, "event": {"type": "user_change", "user": user}}).to_string();
+        let body = user_change(slack_id, event_id, text, event_time);
         assert_eq!(post_event(&app, body, retry).await, 200, "{text}");
     };
 
@@ -408,6 +407,12 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
     assert!(r.headers().get("x-slack-no-retry").is_none());
 }
 
+/// A `user_change` callback for the test workspace's `slack_id`, setting its status text.
+fn user_change(slack_id: &str, event_id: &str, text: &str, event_time: i64) -> String {
+    let user = json!({"id": slack_id, "team_id": TEAM, "name": "x", "real_name": "Pushed", "profile": {"real_name": "Pushed", "status_text": text, "status_emoji": ":clock1:", "status_expiration": 0}});
+    json!({"type": "event_callback", "team_id": TEAM, "event_id": event_id, "event_time": event_time, "event": {"type": "user_change", "user": user}}).to_string()
+}
+
 /// Posts an Events API body signed with the test workspace's secret, as a retry when `retry` is
 /// set; returns the status.
 async fn post_event(app: &TestApp, body: String, retry: Option<u32>) -> u16 {
@@ -444,8 +449,7 @@ async fn a_redelivery_of_a_taken_event_is_acknowledged_and_dropped() {
     let id = &people[0]["id"];
     let slack_id = people[0]["slack_id"].as_str().expect("id");
     let body = |event_id: &str, text: &str| {
-        let user = json!({"id": slack_id, "team_id": TEAM, "name": "x", "real_name": "Twice", "profile": {"real_name": "Twice", "status_text": text, "status_emoji": ":repeat:", "status_expiration": 0}});
-        json!({"type": "event_callback", "team_id": TEAM, "event_id": event_id, "event_time": chrono::Utc::now().timestamp(), "event": {"type": "user_change", "user": user}}).to_string()
+        user_change(slack_id, event_id, text, chrono::Utc::now().timestamp())
     };
     assert_eq!(post_event(&app, body("EvTaken", "Taken"), None).await, 200);
     app.wait_for_status_text(id, "Taken").await;
