@@ -43,6 +43,18 @@ if served:
               f"{med(rs, 'p99_ms'):.1f} | {med_extra(rs, 'server_publish_p99_ms')} | "
               f"{med_extra(rs, 'to_server_p50_ms')} / {med_extra(rs, 'to_server_p99_ms')} | "
               f"{med_extra(rs, 'from_server_p50_ms')} / {med_extra(rs, 'from_server_p99_ms')} |")
+staged = [(k, rs) for k, rs in served if any("server_write_p99_ms" in r.get("extra", {}) for r in rs)]
+if staged:
+    # The server's histograms of each stage (bucket bounds: "at most"): the wait for the pipeline's
+    # writer, a batch's commit, observation to publication, publication to the socket's flush.
+    print()
+    print("| scenario | subscribers | changes/s | wait for the writer, p50 / p99 ms ≤ | commit, p50 / p99 ms ≤ "
+          "| observation → publication, p50 / p99 ms ≤ | publication → socket flushed, p50 / p99 ms ≤ |")
+    print("|---|---|---|---|---|---|---|")
+    for (sc, n, t, rate), rs in staged:
+        cells = " | ".join(f"{med_extra(rs, f'server_{st}_p50_ms')} / {med_extra(rs, f'server_{st}_p99_ms')}"
+                           for st in ["wait", "commit", "publish", "write"])
+        print(f"| {sc} | {n} | {rate:g} | {cells} |")
 if pipe:
     print()
     print("| pipeline figure | median | runs |")

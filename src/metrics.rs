@@ -53,9 +53,10 @@ pub struct Histogram {
 }
 
 /// Upper bounds of [`Histogram`]'s buckets, in microseconds (the last bucket is everything above).
-pub const BOUNDS_MICROS: [u64; 15] = [
-    100, 250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000,
+/// Finer around the milliseconds a change's stages take, so a stage's tail can be told apart.
+pub const BOUNDS_MICROS: [u64; 23] = [
+    50, 100, 250, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500, 10_000, 15_000,
+    25_000, 50_000, 75_000, 100_000, 150_000, 250_000, 500_000, 1_000_000, 2_500_000,
 ];
 
 impl Default for Histogram {
@@ -69,13 +70,23 @@ impl Default for Histogram {
 
 impl Histogram {
     pub fn observe_micros(&self, micros: u64) {
+        self.observe_micros_n(micros, 1);
+    }
+
+    /// `n` observations of the same value.
+    pub fn observe_micros_n(&self, micros: u64, n: u64) {
         let i = BOUNDS_MICROS.partition_point(|&b| b < micros);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.buckets[i].fetch_add(n, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(micros.saturating_mul(n), Ordering::Relaxed);
     }
 
     pub fn observe(&self, d: std::time::Duration) {
-        self.observe_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.observe_n(d, 1);
+    }
+
+    pub fn observe_n(&self, d: std::time::Duration, n: u64) {
+        self.observe_micros_n(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), n);
     }
 
     /// Observations so far.
@@ -132,6 +143,13 @@ pub struct Metrics {
     /// From a source's observation to its event's publication on the hub: the server's share of
     /// a change's latency (queueing, group commit, the write itself).
     pub publish_delay: Histogram,
+    /// From an observation's queueing to the start of the commit that takes it: the pipeline
+    /// writer's wake-up, the commit spacing, the commit before it.
+    pub pipeline_wait: Histogram,
+    /// From an event's publication on the hub to its frame flushed to a WebSocket: the socket
+    /// task's wake-up on the runtime and the write. A tail here with a short publish delay is the
+    /// runtime's queue (or a slow client's socket), not the pipeline.
+    pub ws_write_delay: Histogram,
     /// How long each batch's commit took; `chex_db_write_batches_total` and
     /// `chex_db_write_seconds_total` are its count and sum.
     pub db_write_duration: Histogram,
@@ -291,6 +309,16 @@ impl Metrics {
             "chex_db_write_duration_seconds",
             "Time each event batch took to commit.",
         );
+        self.pipeline_wait.render(
+            &mut out,
+            "chex_pipeline_wait_seconds",
+            "From an observation's queueing to the start of the commit that takes it.",
+        );
+        self.ws_write_delay.render(
+            &mut out,
+            "chex_ws_write_delay_seconds",
+            "From an event's publication to its frame flushed to a WebSocket.",
+        );
         let _ = writeln!(
             out,
             "# HELP chex_source_calls_total Calls to source APIs by method and outcome.\n# TYPE chex_source_calls_total counter"
@@ -338,6 +366,23 @@ mod tests {
         assert_eq!(line("+Inf"), Some(6));
         assert!(out.contains("x_seconds_count 6\n"));
         assert!(out.contains("# TYPE x_seconds histogram"));
+    }
+
+    #[test]
+    fn several_observations_at_once_count_each() {
+        let h = Histogram::default();
+        h.observe_n(std::time::Duration::from_micros(1_200), 3);
+        h.observe_micros(40);
+        assert_eq!(h.count(), 4);
+        assert_eq!(h.sum_micros(), 3_640);
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "help");
+        assert!(
+            out.contains("x_seconds_bucket{le=\"0.00005\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_bucket{le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.0015\"} 4\n"), "{out}");
     }
 
     #[test]

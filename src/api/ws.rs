@@ -520,7 +520,9 @@ impl Session {
     /// Writes a delivery, and what is already queued behind it on the same topic.
     async fn deliver(&mut self, idx: usize, d: Delivery) -> Flow {
         // Write what is already queued on this topic too, then flush once: at high
-        // rates one write system call carries several frames instead of one each.
+        // rates one write system call carries several frames instead of one each. The first
+        // frame is the oldest: the write's frames are counted at its delay.
+        let published = d.published;
         let mut next = Some(d);
         let mut lagged = None;
         let mut queued = 0;
@@ -544,6 +546,9 @@ impl Session {
         if !matches!(flushed, Ok(Ok(()))) {
             return Flow::Close(CLOSE_SLOW_CONSUMER, "too slow");
         }
+        METRICS
+            .ws_write_delay
+            .observe_n(published.elapsed(), queued as u64);
         match lagged {
             Some(n) => Box::pin(self.on_lag(idx, RecvError::Lagged(n))).await,
             None => Flow::Continue,

@@ -262,17 +262,14 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
                 .saturating_sub(metrics0.metric(metric));
             server.insert(format!("server_{name}"), counted.into());
         }
-        // The server's share of the latency, from its own histogram (bucket bounds, so "at most").
-        let (delays0, delays) = (
-            metrics0.histogram(PUBLISH_DELAY),
-            metrics.histogram(PUBLISH_DELAY),
-        );
-        for (key, q) in [
-            ("server_publish_p50_ms", 0.5),
-            ("server_publish_p99_ms", 0.99),
-        ] {
-            if let Some(le) = server::quantile_between(&delays0, &delays, q) {
-                server.insert(key.into(), (le * 1e3).into());
+        // The server's share of the latency and its stages, from its own histograms (bucket
+        // bounds, so "at most").
+        for (name, histogram) in SERVER_STAGES {
+            let (before, after) = (metrics0.histogram(histogram), metrics.histogram(histogram));
+            for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+                if let Some(le) = server::quantile_between(&before, &after, q) {
+                    server.insert(format!("server_{name}_{label}_ms"), (le * 1e3).into());
+                }
             }
         }
         steps.push(StepRecord {
@@ -428,8 +425,15 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 
 use rand::{Rng, SeedableRng};
 
-/// The server's histogram of observation-to-publication delays.
-const PUBLISH_DELAY: &str = "chex_publish_delay_seconds";
+/// The server's histograms of a change's way through it, `(name in the report, metric)`: the
+/// wait for the pipeline's writer (queue, spacing, the commit before), a batch's commit, the whole
+/// of observation to publication, and publication to the socket's flush.
+const SERVER_STAGES: [(&str, &str); 4] = [
+    ("wait", "chex_pipeline_wait_seconds"),
+    ("commit", "chex_db_write_duration_seconds"),
+    ("publish", "chex_publish_delay_seconds"),
+    ("write", "chex_ws_write_delay_seconds"),
+];
 
 /// The server's own counts of Slack events received, status events committed, events lost after
 /// every retry, and readings dropped as older than the field's last (two pushes about one person

@@ -13,6 +13,7 @@ pub use broker::{Broker, LocalBroker};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use tokio::sync::broadcast;
@@ -40,6 +41,9 @@ pub struct Delivery {
     pub seq: i64,
     /// The `status` frame, serialized once and shared by every subscriber of the topic.
     pub frame: Message,
+    /// When the hub took the event: a socket measures its wake-up and write from here
+    /// (`chex_ws_write_delay_seconds`).
+    pub published: Instant,
 }
 
 /// The topic registry. Clone it freely.
@@ -91,6 +95,7 @@ impl Hub {
     pub fn deliver(&self, event: &StatusEvent) {
         // Before the topics are looked up: a channel made meanwhile starts its watermark here.
         self.inner.published.fetch_max(event.id, Ordering::SeqCst);
+        let published = Instant::now();
         for topic in event.person.topics() {
             // Clone the sender out so no shard guard is held while serializing.
             let Some(tx) = self.inner.topics.get(&topic).map(|t| {
@@ -108,6 +113,7 @@ impl Hub {
                 person_id: event.person.id,
                 seq: event.seq,
                 frame,
+                published,
             };
             if let Ok(n) = tx.send(delivery) {
                 METRICS.frames_out.add(n as u64);

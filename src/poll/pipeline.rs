@@ -97,10 +97,12 @@ impl Heard {
     }
 }
 
+/// What the writer's queue carries; observations with the moment they were queued, for the
+/// writer's share of their wait ([`METRICS`]`.pipeline_wait`).
 enum Command {
-    Observe(Observation),
+    Observe(Observation, Instant),
     /// Observations made together (one page of a sweep): they go into one batch.
-    ObserveAll(Vec<Observation>),
+    ObserveAll(Vec<Observation>, Instant),
     /// Resolves once everything sent before it is committed and published.
     Flush(oneshot::Sender<()>),
 }
@@ -138,14 +140,17 @@ impl Pipeline {
 
     /// Queues an observation; waits only when the queue is full.
     pub async fn observe(&self, obs: Observation) {
-        self.send(Command::Observe(obs), 1).await;
+        self.send(Command::Observe(obs, Instant::now()), 1).await;
     }
 
     /// Queues an observation if the queue has room at once; false (nothing queued, nothing
     /// counted) when it is full or the writer is gone, for the caller to fall back on
     /// [`Pipeline::observe`].
     pub fn try_observe(&self, obs: Observation) -> bool {
-        let queued = self.tx.try_send(Command::Observe(obs)).is_ok();
+        let queued = self
+            .tx
+            .try_send(Command::Observe(obs, Instant::now()))
+            .is_ok();
         if queued {
             METRICS.events_in.inc();
         }
@@ -173,7 +178,7 @@ impl Pipeline {
             return;
         }
         let n = all.len() as u64;
-        self.send(Command::ObserveAll(all), n).await;
+        self.send(Command::ObserveAll(all, Instant::now()), n).await;
     }
 
     /// Queues `n` observations, counted in and, if the writer is gone, counted lost.
@@ -205,8 +210,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
-        let mut batch = Vec::new();
-        let mut waiters = Vec::new();
+        let mut batch = Batch::default();
         let mut last_start = Instant::now() - COMMIT_SPACING;
         loop {
             let first = tokio::select! {
@@ -215,31 +219,38 @@ impl Writer {
                 _ = shutdown.cancelled() => None,
             };
             let Some(first) = first else { break };
-            push(first, &mut batch, &mut waiters);
+            batch.push(first);
             let not_before = last_start + COMMIT_SPACING;
-            while batch.len() < MAX_BATCH {
+            while batch.observations.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(cmd) => push(cmd, &mut batch, &mut waiters),
+                    Ok(cmd) => batch.push(cmd),
                     Err(_) if Instant::now() >= not_before => break,
                     Err(_) => match tokio::time::timeout_at(not_before, rx.recv()).await {
-                        Ok(Some(cmd)) => push(cmd, &mut batch, &mut waiters),
+                        Ok(Some(cmd)) => batch.push(cmd),
                         _ => break,
                     },
                 }
             }
             last_start = Instant::now();
-            self.commit(std::mem::take(&mut batch)).await;
-            for w in waiters.drain(..) {
-                let _ = w.send(());
-            }
+            self.commit_and_answer(&mut batch, last_start).await;
         }
         // Shutdown: commit what is already queued.
         rx.close();
         while let Some(cmd) = rx.recv().await {
-            push(cmd, &mut batch, &mut waiters);
+            batch.push(cmd);
         }
-        self.commit(batch).await;
-        for w in waiters {
+        self.commit_and_answer(&mut batch, Instant::now()).await;
+    }
+
+    /// Commits a batch that closed at `started` and answers the flushes queued with it.
+    async fn commit_and_answer(&mut self, batch: &mut Batch, started: Instant) {
+        for (queued, n) in batch.queued.drain(..) {
+            METRICS
+                .pipeline_wait
+                .observe_n(started.saturating_duration_since(queued), n);
+        }
+        self.commit(std::mem::take(&mut batch.observations)).await;
+        for w in batch.waiters.drain(..) {
             let _ = w.send(());
         }
     }
@@ -399,10 +410,27 @@ fn on_own_thread(
     }))
 }
 
-fn push(cmd: Command, batch: &mut Vec<Observation>, waiters: &mut Vec<oneshot::Sender<()>>) {
-    match cmd {
-        Command::Observe(o) => batch.push(o),
-        Command::ObserveAll(all) => batch.extend(all),
-        Command::Flush(w) => waiters.push(w),
+/// What the writer has taken off its queue for the next commit.
+#[derive(Default)]
+struct Batch {
+    observations: Vec<Observation>,
+    /// When each command's observations were queued, and how many it carried.
+    queued: Vec<(Instant, u64)>,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn push(&mut self, cmd: Command) {
+        match cmd {
+            Command::Observe(o, at) => {
+                self.observations.push(o);
+                self.queued.push((at, 1));
+            }
+            Command::ObserveAll(all, at) => {
+                self.queued.push((at, all.len() as u64));
+                self.observations.extend(all);
+            }
+            Command::Flush(w) => self.waiters.push(w),
+        }
     }
 }

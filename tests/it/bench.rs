@@ -96,6 +96,16 @@ fn per_user_topics_deliver_each_change_once() {
         let ms = reports[0]["extra"][half].as_f64().expect(half);
         assert!(ms > 0.0, "{half} was not recorded: {}", reports[0]);
     }
+    // And the server counted each stage of the changes' way through it in its histograms.
+    for stage in ["wait", "commit", "publish", "write"] {
+        let key = format!("server_{stage}_p99_ms");
+        let ms = reports[0]["extra"][&key].as_f64();
+        assert!(
+            ms.is_some_and(|ms| ms > 0.0),
+            "{key} missing: {}",
+            reports[0]
+        );
+    }
 }
 
 #[test]
