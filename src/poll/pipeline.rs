@@ -19,7 +19,10 @@
 //! (`sources::slack::events::happened_by`), kept through retries of a failed store; a poll before
 //! its request — and the writer keeps, per person, the time of the reading that last set each of
 //! the two; an older reading of the same field is dropped ([`Heard`]) rather than undoing the
-//! newer one until the next sweep.
+//! newer one until the next sweep. Within a batch, observations are applied in the order they
+//! were made, so readings that were merely queued out of order (two pushes a moment apart, taken
+//! by two request handlers) are all kept; only one older than what an earlier commit applied is
+//! dropped.
 //!
 //! A failed commit is retried with backoff; the observations stay queued meanwhile, so an
 //! acknowledged Slack event is not lost to a database hiccup.
@@ -255,10 +258,15 @@ impl Writer {
         }
     }
 
-    async fn commit(&mut self, batch: Vec<Observation>) {
+    async fn commit(&mut self, mut batch: Vec<Observation>) {
         if batch.is_empty() {
             return;
         }
+        // In the order they were observed, not queued: two pushes about one person a moment
+        // apart, queued in the reverse of their arrival by two request handlers, both go into
+        // history, in order (the later one applied first would make the earlier one stale, and
+        // [`Heard`] would drop it). Stable, so a page's people keep their order.
+        batch.sort_by_key(|o| o.observed_at);
         if let Err(e) = self.load_current(&batch).await {
             tracing::error!(error = %e, "could not load current statuses; retrying batch later");
         }

@@ -508,6 +508,73 @@ async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
     assert!(!texts.iter().any(|t| t == "Paged"), "{texts:?}");
 }
 
+/// Two pushes about one person a moment apart, handled by two request handlers, can reach the
+/// pipeline in the reverse of their arrival. Both are history: they are applied in the order
+/// they were observed, not queued (the later one applied first made the earlier one stale, and
+/// it was dropped).
+#[tokio::test]
+async fn pushes_queued_in_the_reverse_of_their_arrival_are_both_kept_in_order() {
+    use chex::domain::{CustomStatus, StatusPatch};
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        config: Box::new(|c| {
+            c.poll_sweep_interval = 3600;
+            c.poll_dnd_interval = 3600;
+            c.poll_unwatched_presence = false;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let state = &app.server.state;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let person = loop {
+        if let Some(p) = first_person(&app).await {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sweep never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let card = std::sync::Arc::new(person.card());
+    let push = |text: &str, at| chex::poll::Observation {
+        person: card.clone(),
+        patch: StatusPatch {
+            custom: Some(CustomStatus {
+                text: text.into(),
+                emoji: ":zap:".into(),
+                expires_at: None,
+            }),
+            ..Default::default()
+        },
+        observed_at: at,
+        source: chex::domain::Source::Slack,
+    };
+    let arrived = chex::domain::now();
+    let later = arrived + chrono::Duration::milliseconds(1);
+    // Queued back to back without yielding, so the writer (a task of this test's runtime, on
+    // in-memory SQLite) takes both into one batch: the later arrival first.
+    assert!(state.pipeline.try_observe(push("Second", later)));
+    assert!(state.pipeline.try_observe(push("First", arrived)));
+    state.pipeline.flush().await;
+    let history = state
+        .store
+        .history(person.person_id, None, None, None, 10_000)
+        .await
+        .expect("history");
+    // In the order history holds them (by seq), whichever way the page is sorted.
+    let mut kept: Vec<(i64, String)> = history
+        .events
+        .iter()
+        .map(|e| (e.seq, e.status().text))
+        .filter(|(_, t)| t == "First" || t == "Second")
+        .collect();
+    kept.sort();
+    let texts: Vec<String> = kept.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["First", "Second"]);
+}
+
 /// The first person of the test's organization, once everything queued in the pipeline is
 /// committed.
 async fn first_person(app: &TestApp) -> Option<chex::store::PersonRow> {
