@@ -28,7 +28,7 @@ use crate::metrics::METRICS;
 pub const CHANNEL_CAPACITY: usize = 1024;
 
 /// The same for one person's topic: a person changes a few times a minute, and the ring is
-/// allocated whole (~100 bytes a slot), so 1,024 slots would cost each watched person 100 KB.
+/// allocated whole (~130 bytes a slot), so 1,024 slots would cost each watched person 130 KB.
 /// A subscriber 64 frames behind on one person gets a one-person resync.
 pub const USER_CHANNEL_CAPACITY: usize = 64;
 
