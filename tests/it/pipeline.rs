@@ -389,38 +389,8 @@ async fn try_observe_refuses_once_the_writer_is_gone() {
 #[tokio::test]
 async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
     use chex::domain::{CustomStatus, Dnd, Presence, StatusPatch};
-    let app = TestApp::spawn_with(Options {
-        users: 2,
-        // Only the first sweep and DND poll: the observations below are the test's own.
-        config: Box::new(|c| {
-            c.poll_sweep_interval = 3600;
-            c.poll_dnd_interval = 3600;
-            c.poll_unwatched_presence = false;
-        }),
-        ..Default::default()
-    })
-    .await;
-    // Nobody watches and unwatched presence is not polled, so after the first sweep nothing
-    // but this test observes anyone (presence stays unknown: no `wait_for_people`).
+    let (app, person) = quiet_app_and_its_first_person().await;
     let state = &app.server.state;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let person = loop {
-        if let Some(p) = first_person(&app).await
-            && !state
-                .store
-                .latest_events(&[p.person_id])
-                .await
-                .expect("latest")
-                .is_empty()
-        {
-            break p;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first sweep never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     let card = std::sync::Arc::new(person.card());
     let latest = async || {
         state
@@ -493,17 +463,7 @@ async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
     )
     .await;
     state.pipeline.flush().await;
-    let history = state
-        .store
-        .history(person.person_id, None, None, None, 10_000)
-        .await
-        .expect("history");
-    let texts: Vec<String> = history
-        .events
-        .iter()
-        .map(|e| e.status().text)
-        .filter(|t| ["Pushed", "Paged", "Later"].contains(&t.as_str()))
-        .collect();
+    let texts = texts_in_history(&app, &person, &["Pushed", "Paged", "Later"]).await;
     assert_eq!(texts.last().map(String::as_str), Some("Later"));
     assert!(!texts.iter().any(|t| t == "Paged"), "{texts:?}");
 }
@@ -515,28 +475,8 @@ async fn an_older_reading_queued_after_a_newer_one_does_not_undo_it() {
 #[tokio::test]
 async fn pushes_queued_in_the_reverse_of_their_arrival_are_both_kept_in_order() {
     use chex::domain::{CustomStatus, StatusPatch};
-    let app = TestApp::spawn_with(Options {
-        users: 2,
-        config: Box::new(|c| {
-            c.poll_sweep_interval = 3600;
-            c.poll_dnd_interval = 3600;
-            c.poll_unwatched_presence = false;
-        }),
-        ..Default::default()
-    })
-    .await;
+    let (app, person) = quiet_app_and_its_first_person().await;
     let state = &app.server.state;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let person = loop {
-        if let Some(p) = first_person(&app).await {
-            break p;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first sweep never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     let card = std::sync::Arc::new(person.card());
     let push = |text: &str, at| chex::poll::Observation {
         person: card.clone(),
@@ -558,21 +498,69 @@ async fn pushes_queued_in_the_reverse_of_their_arrival_are_both_kept_in_order() 
     assert!(state.pipeline.try_observe(push("Second", later)));
     assert!(state.pipeline.try_observe(push("First", arrived)));
     state.pipeline.flush().await;
-    let history = state
+    let texts = texts_in_history(&app, &person, &["First", "Second"]).await;
+    assert_eq!(texts, ["First", "Second"]);
+}
+
+/// An app whose pollers stop after the first sweep and DND poll, so that the observations a test
+/// queues are the only ones, and its first person once the sweep's baseline of them is committed.
+/// Nobody watches and unwatched presence is not polled (presence stays unknown: no
+/// `wait_for_people`).
+async fn quiet_app_and_its_first_person() -> (TestApp, chex::store::PersonRow) {
+    let app = TestApp::spawn_with(Options {
+        users: 2,
+        config: Box::new(|c| {
+            c.poll_sweep_interval = 3600;
+            c.poll_dnd_interval = 3600;
+            c.poll_unwatched_presence = false;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(p) = first_person(&app).await
+            && !app
+                .server
+                .state
+                .store
+                .latest_events(&[p.person_id])
+                .await
+                .expect("latest")
+                .is_empty()
+        {
+            return (app, p);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first sweep never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The custom status texts among `wanted` in a person's history, in the order history holds them
+/// (by seq).
+async fn texts_in_history(
+    app: &TestApp,
+    person: &chex::store::PersonRow,
+    wanted: &[&str],
+) -> Vec<String> {
+    let history = app
+        .server
+        .state
         .store
         .history(person.person_id, None, None, None, 10_000)
         .await
         .expect("history");
-    // In the order history holds them (by seq), whichever way the page is sorted.
     let mut kept: Vec<(i64, String)> = history
         .events
         .iter()
         .map(|e| (e.seq, e.status().text))
-        .filter(|(_, t)| t == "First" || t == "Second")
+        .filter(|(_, t)| wanted.contains(&t.as_str()))
         .collect();
     kept.sort();
-    let texts: Vec<String> = kept.into_iter().map(|(_, t)| t).collect();
-    assert_eq!(texts, ["First", "Second"]);
+    kept.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The first person of the test's organization, once everything queued in the pipeline is
