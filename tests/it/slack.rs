@@ -421,6 +421,19 @@ async fn post_event(app: &TestApp, body: String, retry: Option<u32>) -> u16 {
 
 /// The same, with the request timestamp `at` (Unix seconds).
 async fn post_event_at(app: &TestApp, body: String, retry: Option<u32>, at: i64) -> u16 {
+    signed_event_post(app, body, retry, at)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// The same, whole answer.
+async fn signed_event_post(
+    app: &TestApp,
+    body: String,
+    retry: Option<u32>,
+    at: i64,
+) -> reqwest::Response {
     let ts = at.to_string();
     let mut r = app
         .http
@@ -436,7 +449,7 @@ async fn post_event_at(app: &TestApp, body: String, retry: Option<u32>, at: i64)
             .header("x-slack-retry-num", n.to_string())
             .header("x-slack-retry-reason", "http_timeout");
     }
-    r.send().await.expect("post").status().as_u16()
+    r.send().await.expect("post")
 }
 
 /// Slack redelivers an event whose answer came late or was lost, though Chex took it: the
@@ -475,6 +488,37 @@ async fn a_redelivery_of_a_taken_event_is_acknowledged_and_dropped() {
     assert_eq!(post_event_at(&app, refused.clone(), None, stale).await, 401);
     assert_eq!(post_event(&app, refused, Some(1)).await, 200);
     app.wait_for_status_text(id, "Refused first").await;
+}
+
+/// A database failure before an event is taken (here: its workspace cannot be looked up) answers
+/// 5xx without `X-Slack-No-Retry`, so Slack redelivers it; the event is not marked taken, and the
+/// redelivery, once the database is back, is applied.
+#[tokio::test]
+async fn a_database_failure_answers_5xx_and_the_redelivery_lands() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
+    let people = app.wait_for_people(2).await;
+    let id = &people[0]["id"];
+    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let body = user_change(
+        slack_id,
+        "EvDuringOutage",
+        "Sent during the outage",
+        chrono::Utc::now().timestamp(),
+    );
+    // No event has come in yet, so the workspace is not cached: the lookup goes to the database.
+    let db = app.server.state.store.db();
+    db.execute_unprepared("ALTER TABLE connections RENAME TO connections_away")
+        .await
+        .expect("take the table away");
+    let answer = signed_event_post(&app, body.clone(), None, chrono::Utc::now().timestamp()).await;
+    assert!(answer.status().is_server_error(), "{}", answer.status());
+    assert!(answer.headers().get("x-slack-no-retry").is_none());
+    db.execute_unprepared("ALTER TABLE connections_away RENAME TO connections")
+        .await
+        .expect("put the table back");
+    assert_eq!(post_event(&app, body, Some(1)).await, 200);
+    app.wait_for_status_text(id, "Sent during the outage").await;
 }
 
 /// One request the simulator delivered to a test's events endpoint.
