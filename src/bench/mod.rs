@@ -266,7 +266,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         // bounds, so "at most").
         for (name, histogram) in SERVER_STAGES {
             let (before, after) = (metrics0.histogram(histogram), metrics.histogram(histogram));
-            for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
+            for (q, label) in QUANTILES {
                 if let Some(le) = server::quantile_between(&before, &after, q) {
                     server.insert(format!("server_{name}_{label}_ms"), (le * 1e3).into());
                 }
@@ -340,7 +340,7 @@ fn step_reports(base: &Report, steps: Vec<StepRecord>, seen: &Seen) -> Vec<Repor
             ("to_server", &step.to_server),
             ("from_server", &step.from_server),
         ] {
-            for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+            for (q, name) in QUANTILES {
                 let ms = h.quantile_us(q) as f64 / 1000.0;
                 extra.insert(format!("{part}_{name}_ms"), ms.into());
             }
@@ -424,6 +424,9 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 }
 
 use rand::{Rng, SeedableRng};
+
+/// The quantiles each step reports of its latency's parts, with their names in the report.
+const QUANTILES: [(f64, &str); 2] = [(0.5, "p50"), (0.99, "p99")];
 
 /// The server's histograms of a change's way through it, `(name in the report, metric)`: the
 /// wait for the pipeline's writer (queue, spacing, the commit before), a batch's commit, the whole

@@ -355,10 +355,8 @@ async fn a_sweep_picks_up_an_unpushed_status_and_its_expiry() {
 /// event, and a first delivery however far Slack's clock is off, still apply.
 #[tokio::test]
 async fn a_late_retry_does_not_undo_a_newer_edit() {
-    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
-    let people = app.wait_for_people(2).await;
-    let id = &people[0]["id"];
-    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let (app, id, slack_id) = app_and_its_first_person().await;
+    let (id, slack_id) = (&id, slack_id.as_str());
     let now = chrono::Utc::now().timestamp();
     let deliver = async |event_id: &str, text: &str, event_time: i64, retry: Option<u32>| {
         let body = user_change(slack_id, event_id, text, event_time);
@@ -405,6 +403,16 @@ async fn a_late_retry_does_not_undo_a_newer_edit() {
         .expect("post");
     assert_eq!(r.status().as_u16(), 401);
     assert!(r.headers().get("x-slack-no-retry").is_none());
+}
+
+/// An app whose pollers stop after their first round (the tests' events are the only changes),
+/// and its first person's id and Slack id once the first sweep has imported everyone.
+async fn app_and_its_first_person() -> (TestApp, Value, String) {
+    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
+    let people = app.wait_for_people(2).await;
+    let id = people[0]["id"].clone();
+    let slack_id = people[0]["slack_id"].as_str().expect("slack id").to_owned();
+    (app, id, slack_id)
 }
 
 /// A `user_change` callback for the test workspace's `slack_id`, setting its status text.
@@ -457,10 +465,8 @@ async fn signed_event_post(
 /// before it was taken is not remembered, so its retry is applied.
 #[tokio::test]
 async fn a_redelivery_of_a_taken_event_is_acknowledged_and_dropped() {
-    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
-    let people = app.wait_for_people(2).await;
-    let id = &people[0]["id"];
-    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let (app, id, slack_id) = app_and_its_first_person().await;
+    let (id, slack_id) = (&id, slack_id.as_str());
     let body = |event_id: &str, text: &str| {
         user_change(slack_id, event_id, text, chrono::Utc::now().timestamp())
     };
@@ -496,10 +502,8 @@ async fn a_redelivery_of_a_taken_event_is_acknowledged_and_dropped() {
 #[tokio::test]
 async fn a_database_failure_answers_5xx_and_the_redelivery_lands() {
     use sea_orm::ConnectionTrait;
-    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
-    let people = app.wait_for_people(2).await;
-    let id = &people[0]["id"];
-    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let (app, id, slack_id) = app_and_its_first_person().await;
+    let (id, slack_id) = (&id, slack_id.as_str());
     let body = user_change(
         slack_id,
         "EvDuringOutage",
@@ -623,12 +627,11 @@ async fn the_simulator_redelivers_a_failed_callback_as_slack_does() {
 }
 
 /// An event Chex could not take comes back as Slack's retry and is applied. Here a proxy in
-/// front of Chex answers 503 the first time, as Chex does while its database is down.
+/// front of Chex answers 503 the first time, as a proxy does while Chex is down (Chex itself
+/// answers 500 while its database is: `a_database_failure_answers_5xx_and_the_redelivery_lands`).
 #[tokio::test]
 async fn an_event_refused_once_is_applied_from_slacks_retry() {
-    let app = TestApp::spawn_with(Options::first_polls_only(2)).await;
-    let people = app.wait_for_people(2).await;
-    let slack_id = people[0]["slack_id"].as_str().expect("id");
+    let (app, id, slack_id) = app_and_its_first_person().await;
     let attempts = Arc::new(AtomicU32::new(0));
     let seen = attempts.clone();
     let (http, target) = (app.http.clone(), app.url("/slack/events"));
@@ -665,10 +668,10 @@ async fn an_event_refused_once_is_applied_from_slacks_retry() {
 
     assert!(
         app.sim
-            .set_status(TEAM, slack_id, "Retried", ":x:", 0)
+            .set_status(TEAM, &slack_id, "Retried", ":x:", 0)
             .await
     );
-    app.wait_for_status_text(&people[0]["id"], "Retried").await;
+    app.wait_for_status_text(&id, "Retried").await;
     assert_eq!(
         attempts.load(Ordering::SeqCst),
         2,
