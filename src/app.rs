@@ -71,7 +71,7 @@ impl Server {
         let secret_key = SecretKey::parse(config.secret_key.expose())
             .map_err(|e| StartError::Other(e.to_string()))?;
         let shutdown = CancellationToken::new();
-        let hub = Hub::default();
+        let hub = Hub::new(Box::new(crate::hub::LocalBroker), config.ws_fanout_threads);
         let (pipeline, pipeline_task) =
             Pipeline::spawn(store.clone(), hub.clone(), shutdown.child_token())
                 .map_err(|e| StartError::Other(format!("starting the pipeline: {e}")))?;
@@ -134,11 +134,7 @@ impl Server {
         let routes = api::routes(state.clone());
         let stop = shutdown.clone();
         let server_task = tokio::spawn(async move {
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move { stop.cancelled().await })
-                .run()
-                .await;
+            api::serve::serve(listener, routes, stop).await;
         });
         Ok(Server {
             addr,

@@ -190,6 +190,11 @@ pub struct Config {
     /// closed as dead.
     #[arg(long, env = "CHEX_WS_PING_INTERVAL", default_value_t = 30)]
     pub ws_ping_interval: u64,
+
+    /// Threads that write a large topic's changes to its idle sockets (docs/architecture.md,
+    /// "Direct writes to parked sockets"); 0 for one fewer than the cores, at least one.
+    #[arg(long, env = "CHEX_WS_FANOUT_THREADS", default_value_t = 0)]
+    pub ws_fanout_threads: usize,
 }
 
 /// A setting that cannot work, with the variable and the fix.
@@ -332,6 +337,7 @@ impl Config {
             ws_max_topics: 1000,
             ws_queue: 256,
             ws_ping_interval: 30,
+            ws_fanout_threads: 0,
         }
     }
 }

@@ -127,6 +127,11 @@ pub struct Metrics {
     pub events_committed: Counter,
     pub frames_out: Counter,
     pub frames_dropped: Counter,
+    /// Frames the publisher wrote to a parked subscriber's socket itself (hub::outlet).
+    pub ws_direct_writes: Counter,
+    /// Parked subscriptions the publisher handed back to their task (a full socket, a task
+    /// mid-write, an earlier frame not yet written).
+    pub ws_handed_back: Counter,
     pub resyncs: Counter,
     pub slow_consumers_closed: Counter,
     pub db_write_failures: Counter,
@@ -214,6 +219,16 @@ impl Metrics {
                 "chex_frames_dropped_total",
                 "Frames a lagging connection missed (answered with resync).",
                 self.frames_dropped.get(),
+            ),
+            (
+                "chex_ws_direct_writes_total",
+                "Event frames the publisher wrote to an idle socket itself, without waking its task.",
+                self.ws_direct_writes.get(),
+            ),
+            (
+                "chex_ws_handed_back_total",
+                "Subscriptions the publisher handed back to their socket's task (full socket, task writing).",
+                self.ws_handed_back.get(),
             ),
             (
                 "chex_resyncs_total",

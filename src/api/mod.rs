@@ -4,13 +4,13 @@
 mod error;
 mod openapi;
 mod rest;
+pub mod serve;
 mod slack_events;
 mod sources;
 mod sse;
 mod state;
 mod topics;
 mod web;
-mod write_buffer;
 mod ws;
 
 pub use error::ApiError;

@@ -2,9 +2,12 @@
 //!
 //! The upgrade is done by hand (hyper's `OnUpgrade` + tokio-tungstenite) rather than by warp's
 //! `ws()` filter, because warp exposes only the maximum sizes and not tungstenite's read and write
-//! buffer sizes, which dominate an idle socket's memory.
+//! buffer sizes, which dominate an idle socket's memory, and because the hub writes to an idle
+//! subscriber's TCP socket itself ([`crate::hub::outlet`]), which needs the socket, not hyper's
+//! boxed connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -23,10 +26,10 @@ use super::error::ApiError;
 use super::rest::claims_for;
 use super::state::AppState;
 use super::topics;
-use super::write_buffer::WriteBuffer;
 use crate::auth::Claims;
 use crate::domain::Topic;
-use crate::hub::{Delivery, Subscription};
+use crate::hub::outlet::TaskIo;
+use crate::hub::{Delivery, Outlet, Subscription};
 use crate::metrics::METRICS;
 
 /// Close codes (docs/protocol.md): 4000–4099 do not reconnect, 4100–4199 reconnect with backoff.
@@ -42,7 +45,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESYNCS: usize = 3;
 const RESYNC_WINDOW: Duration = Duration::from_secs(30);
 
-type Socket = WebSocketStream<WriteBuffer<TokioIo<hyper::upgrade::Upgraded>>>;
+type Socket = WebSocketStream<TaskIo>;
 
 /// When a token's `exp` passes, on the runtime's clock.
 fn deadline_of(claims: &Claims) -> tokio::time::Instant {
@@ -120,7 +123,7 @@ async fn upgrade(
     let mut config = WebSocketConfig::default();
     // Clients send a few small frames; a larger one grows the buffer for as long as it needs.
     config.read_buffer_size = 128;
-    // Frames go straight to `WriteBuffer`, which batches until a flush and then frees itself.
+    // Frames go straight to `TaskIo`, which batches until a flush and then frees itself.
     config.write_buffer_size = 0;
     config.max_write_buffer_size = 1024 * 1024;
     config.max_message_size = Some(max);
@@ -128,8 +131,23 @@ async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    WriteBuffer::new(TokioIo::new(upgraded)),
+                // The server's connections are plain TCP (`api::serve`); anything else is a bug.
+                let parts = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                    Ok(parts) => parts,
+                    Err(_) => {
+                        tracing::error!("websocket upgraded over a connection that is not TCP");
+                        return;
+                    }
+                };
+                let outlet = Arc::new(Outlet::new(parts.io.into_inner()));
+                // Bytes the client sent right behind its upgrade request are the socket's first.
+                // Copied out: `read_buf` is a view of hyper's 8 KiB read buffer, which it would
+                // keep alive for the socket's life (6 KB more per idle connection, measured).
+                let early = parts.read_buf.to_vec();
+                drop(parts.read_buf);
+                let socket = WebSocketStream::from_partially_read(
+                    TaskIo::new(outlet.clone()),
+                    early,
                     Role::Server,
                     Some(config),
                 )
@@ -137,7 +155,7 @@ async fn upgrade(
                 METRICS.sockets.inc();
                 // Held here and lent to `run`: an async fn taking `self` by value keeps two
                 // copies of it in its state (the argument and the moved-in local).
-                let mut session = Session::new(s, socket);
+                let mut session = Session::new(s, socket, outlet);
                 session.run(claims).await;
                 METRICS.sockets.dec();
             }
@@ -204,6 +222,9 @@ struct Subscribed<'a> {
 struct Session {
     s: AppState,
     socket: Socket,
+    /// The socket as the hub's publishers see it: they write to it while its subscriptions are
+    /// parked, and wake this session through it when they cannot.
+    outlet: Arc<Outlet>,
     subs: Vec<Subscription>,
     resyncs: Vec<tokio::time::Instant>,
     /// The caller's organization, known once authenticated; every topic held is within it.
@@ -220,10 +241,11 @@ fn error_frame(id: Option<&Value>, code: &str, message: &str) -> Message {
 }
 
 impl Session {
-    fn new(s: AppState, socket: Socket) -> Session {
+    fn new(s: AppState, socket: Socket, outlet: Arc<Outlet>) -> Session {
         Session {
             s,
             socket,
+            outlet,
             subs: Vec::new(),
             resyncs: Vec::new(),
             org: 0,
@@ -281,8 +303,13 @@ impl Session {
             }
         };
         tokio::pin!(cancelled);
+        let outlet = self.outlet.clone();
         loop {
             let exp_before = claims.exp;
+            // Subscriptions with nothing queued go back to the publisher's direct writes.
+            for sub in &mut self.subs {
+                sub.park();
+            }
             let flow = tokio::select! {
                 msg = self.socket.next() => {
                     last_heard = tokio::time::Instant::now();
@@ -304,6 +331,14 @@ impl Session {
                     Ok(d) => self.deliver(idx, d).await,
                     Err(e) => Box::pin(self.on_lag(idx, e)).await,
                 },
+                // A publisher handed a subscription back (the loop reads its ring next), or left
+                // the rest of a frame for this task to write.
+                _ = outlet.notified() => {
+                    match tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await {
+                        Ok(Ok(())) => Flow::Continue,
+                        _ => Flow::Close(CLOSE_SLOW_CONSUMER, "too slow"),
+                    }
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_every * 2 {
                         break;
@@ -435,7 +470,7 @@ impl Session {
         // before is in the snapshot or replay, and `skip_through` drops the overlap.
         for (t, _) in &parsed {
             if !self.subs.iter().any(|s| s.topic() == t) {
-                self.subs.push(self.s.hub.subscribe(t));
+                self.subs.push(self.s.hub.subscribe_direct(t, &self.outlet));
             }
         }
         // Shared: a team's snapshot may be the one read for everyone subscribing to it just now.

@@ -4,16 +4,27 @@
 //! An event is serialized once per topic it goes out on, into a frame whose bytes are shared (a
 //! `Message` clone bumps a reference count), so ten thousand subscribers of a team cost one
 //! serialization, not ten thousand. A subscriber that falls more than [`CHANNEL_CAPACITY`] frames
-//! behind gets `Lagged` from its receiver; the connection answers that with a fresh snapshot
+//! behind finds a gap in its ring's positions; the connection answers that with a fresh snapshot
 //! (`resync`), never a silent gap.
+//!
+//! A WebSocket subscriber whose ring is drained is *parked*: its task stops reading the ring, and
+//! the publisher writes each new frame to its socket directly ([`outlet`], [`fanout`]), without
+//! waking the task. Whatever the publisher cannot write (a full socket, a task mid-write) it
+//! hands back, and the task reads it from the ring, in order: every delivery carries its position
+//! on the topic, and each subscription knows the last position it was handed by either writer.
 
 mod broker;
+mod fanout;
+pub mod outlet;
 
 pub use broker::{Broker, LocalBroker};
+pub use outlet::Outlet;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+use fanout::{Fanout, Job, Slot};
 
 use dashmap::DashMap;
 use tokio::sync::broadcast;
@@ -41,6 +52,9 @@ pub struct Delivery {
     pub seq: i64,
     /// The `status` frame, serialized once and shared by every subscriber of the topic.
     pub frame: Message,
+    /// Its place on the topic: 1, 2, 3… with no gaps, so a subscriber can tell a delivery it has
+    /// (from the publisher's direct write) from one it missed (the ring lapped it).
+    pub pos: u64,
     /// When the hub took the event: a socket measures its wake-up and write from here
     /// (`chex_ws_write_delay_seconds`).
     pub published: Instant,
@@ -55,10 +69,13 @@ pub struct Hub {
 struct Inner {
     /// Never hold a guard of this map across an `.await`: a shard lock held while parked would
     /// block every other topic in the shard.
-    topics: DashMap<String, Channel>,
+    topics: DashMap<String, Arc<Channel>>,
     /// The highest event id handed to [`Hub::deliver`], on any topic.
     published: AtomicI64,
     broker: Box<dyn Broker>,
+    fanout: OnceLock<Fanout>,
+    /// Fan-out threads to start (0: one fewer than the cores).
+    fanout_threads: usize,
 }
 
 /// One topic's channel.
@@ -66,21 +83,53 @@ struct Channel {
     tx: broadcast::Sender<Delivery>,
     /// See [`Hub::watermark`].
     watermark: AtomicI64,
+    /// The last position sent; held while sending, so positions follow the ring's order.
+    sent: Mutex<u64>,
+    /// The WebSocket subscribers the publisher may write to directly. Copied on change only while
+    /// a fan-out still holds the old list.
+    slots: Mutex<Arc<Vec<Arc<Slot>>>>,
+}
+
+impl Channel {
+    fn new(capacity: usize, watermark: i64) -> (Channel, broadcast::Receiver<Delivery>) {
+        let (tx, rx) = broadcast::channel(capacity);
+        let channel = Channel {
+            tx,
+            watermark: AtomicI64::new(watermark),
+            sent: Mutex::new(0),
+            slots: Mutex::default(),
+        };
+        (channel, rx)
+    }
+
+    /// A receiver and the last position sent before it: its first delivery is the one after.
+    fn receiver(&self) -> (broadcast::Receiver<Delivery>, u64) {
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        (self.tx.subscribe(), *sent)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Arc<Vec<Arc<Slot>>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub::new(Box::new(LocalBroker))
+        Hub::new(Box::new(LocalBroker), 0)
     }
 }
 
 impl Hub {
-    pub fn new(broker: Box<dyn Broker>) -> Hub {
+    /// `fanout_threads`: threads writing to the parked subscribers of large topics, started with
+    /// the first such delivery (0: one fewer than the cores, at least one).
+    pub fn new(broker: Box<dyn Broker>, fanout_threads: usize) -> Hub {
         Hub {
             inner: Arc::new(Inner {
                 topics: DashMap::new(),
                 published: AtomicI64::new(0),
                 broker,
+                fanout: OnceLock::new(),
+                fanout_threads,
             }),
         }
     }
@@ -97,53 +146,93 @@ impl Hub {
         self.inner.published.fetch_max(event.id, Ordering::SeqCst);
         let published = Instant::now();
         for topic in event.person.topics() {
-            // Clone the sender out so no shard guard is held while serializing.
-            let Some(tx) = self.inner.topics.get(&topic).map(|t| {
+            // Clone the channel out so no shard guard is held while serializing.
+            let Some(channel) = self.inner.topics.get(&topic).map(|t| {
                 t.watermark.fetch_max(event.id, Ordering::SeqCst);
-                t.tx.clone()
+                t.clone()
             }) else {
                 continue;
             };
-            if tx.receiver_count() == 0 {
+            if channel.tx.receiver_count() == 0 {
                 continue;
             }
-            let frame = Message::text(event.to_json(&topic));
-            let delivery = Delivery {
-                event_id: event.id,
-                person_id: event.person.id,
-                seq: event.seq,
-                frame,
-                published,
+            let json = event.to_json(&topic);
+            let slots = channel.slots().clone();
+            let direct = (!slots.is_empty()).then(|| outlet::text_frame(json.as_bytes()));
+            let pos = {
+                let mut sent = channel.sent.lock().unwrap_or_else(|p| p.into_inner());
+                *sent += 1;
+                let delivery = Delivery {
+                    event_id: event.id,
+                    person_id: event.person.id,
+                    seq: event.seq,
+                    frame: Message::text(json),
+                    pos: *sent,
+                    published,
+                };
+                if let Ok(n) = channel.tx.send(delivery) {
+                    METRICS.frames_out.add(n as u64);
+                }
+                *sent
             };
-            if let Ok(n) = tx.send(delivery) {
-                METRICS.frames_out.add(n as u64);
+            if let Some(frame) = direct {
+                let job = Job {
+                    slots,
+                    frame,
+                    id: event.id,
+                    pos,
+                    published,
+                };
+                Fanout::dispatch(&self.inner.fanout, self.inner.fanout_threads, job);
             }
         }
     }
 
     /// Subscribes to `topic`; dropping the subscription unsubscribes.
     pub fn subscribe(&self, topic: &str) -> Subscription {
-        let rx = match self.inner.topics.entry(topic.to_owned()) {
-            dashmap::Entry::Occupied(e) => e.get().tx.subscribe(),
+        self.subscribe_with(topic, None)
+    }
+
+    /// Subscribes a WebSocket whose socket the publisher may write to directly once the
+    /// subscription is parked ([`Subscription::park`]).
+    pub fn subscribe_direct(&self, topic: &str, outlet: &Arc<Outlet>) -> Subscription {
+        self.subscribe_with(topic, Some(outlet.clone()))
+    }
+
+    fn subscribe_with(&self, topic: &str, outlet: Option<Arc<Outlet>>) -> Subscription {
+        // The receiver is made under the shard's lock, which `release` checks under: a channel
+        // being removed is never subscribed to.
+        let (channel, rx, handed) = match self.inner.topics.entry(topic.to_owned()) {
+            dashmap::Entry::Occupied(e) => {
+                let (rx, handed) = e.get().receiver();
+                (e.get().clone(), rx, handed)
+            }
             dashmap::Entry::Vacant(e) => {
                 let capacity = if topic.starts_with("user:") {
                     USER_CHANNEL_CAPACITY
                 } else {
                     CHANNEL_CAPACITY
                 };
-                let (tx, rx) = broadcast::channel(capacity);
                 // Whatever was published before the channel existed counts as published on it.
-                let watermark = AtomicI64::new(self.inner.published.load(Ordering::SeqCst));
-                e.insert(Channel { tx, watermark });
+                let watermark = self.inner.published.load(Ordering::SeqCst);
+                let (channel, rx) = Channel::new(capacity, watermark);
+                let channel = Arc::new(channel);
+                e.insert(channel.clone());
                 METRICS.hub_topics.inc();
-                rx
+                (channel, rx, 0)
             }
         };
+        let slot = Arc::new(Slot::new(outlet, handed));
+        if slot.outlet.is_some() {
+            Arc::make_mut(&mut channel.slots()).push(slot.clone());
+        }
         METRICS.subscriptions.inc();
         Subscription {
             topic: topic.to_owned(),
             rx: Some(rx),
-            floor: 0,
+            slot,
+            active: true,
+            channel,
             hub: self.clone(),
         }
     }
@@ -198,9 +287,22 @@ impl Hub {
 pub struct Subscription {
     topic: String,
     rx: Option<broadcast::Receiver<Delivery>>,
-    /// Deliveries of events at or below this id are skipped: see [`Subscription::skip_through`].
-    floor: i64,
+    /// What the publisher sees of this subscription (its position, its snapshot's floor, whether
+    /// it is parked).
+    slot: Arc<Slot>,
+    /// This side's view of the ring: `false` from [`Subscription::park`] until the task takes
+    /// the subscription back (see [`Subscription::take_back`]).
+    active: bool,
+    channel: Arc<Channel>,
     hub: Hub,
+}
+
+/// A delivery read from the ring, judged against what the subscriber already holds.
+enum Judged {
+    Skip,
+    Take(Delivery),
+    /// Positions were lapped: this many deliveries are gone.
+    Gap(u64),
 }
 
 impl Subscription {
@@ -217,25 +319,102 @@ impl Subscription {
     /// events committed before it, every one with an id at or below its highest. So a connection
     /// keeps eight bytes per topic for this, not a map entry per person of the team.
     pub fn skip_through(&mut self, event_id: i64) {
-        self.floor = self.floor.max(event_id);
+        self.slot.floor.fetch_max(event_id, Ordering::SeqCst);
     }
 
-    /// The next delivery not covered by [`Subscription::skip_through`].
+    /// Hands the subscription's new deliveries to the publisher's direct writes, if its ring is
+    /// drained and it was made with an outlet; its task stops reading the ring until the
+    /// publisher hands one back (the outlet's `notified`). A subscription is parked only between
+    /// deliveries, so nothing its task has read is left unwritten.
+    pub fn park(&mut self) {
+        let Some(outlet) = &self.slot.outlet else {
+            return;
+        };
+        if !self.active {
+            return;
+        }
+        self.slot.parked.store(true, Ordering::SeqCst);
+        // A send after this check sees the subscription parked and offers its frame; one before
+        // it is in the ring, and the ring stays the task's.
+        if self.rx.as_ref().is_some_and(|rx| rx.is_empty()) {
+            self.active = false;
+            return;
+        }
+        self.slot.parked.store(false, Ordering::SeqCst);
+        outlet.wait_for_publisher();
+    }
+
+    /// Whether the task may read the ring: not while parked. Once the publisher has handed the
+    /// subscription back, waits for a publisher still inside a write for it, so the position
+    /// read next is final.
+    fn take_back(&mut self) -> bool {
+        if self.active {
+            return true;
+        }
+        if self.slot.parked.load(Ordering::SeqCst) {
+            return false;
+        }
+        if let Some(outlet) = &self.slot.outlet {
+            outlet.wait_for_publisher();
+        }
+        self.active = true;
+        true
+    }
+
+    fn judge(&mut self, d: Delivery) -> Judged {
+        let handed = self.slot.handed.load(Ordering::SeqCst);
+        if d.pos <= handed {
+            return Judged::Skip;
+        }
+        self.slot.handed.store(d.pos, Ordering::SeqCst);
+        if d.pos > handed + 1 {
+            // `d` goes too: the resync's snapshot, read after it was committed, holds it.
+            return Judged::Gap(d.pos - handed - 1);
+        }
+        if d.event_id <= self.slot.floor.load(Ordering::SeqCst) {
+            return Judged::Skip;
+        }
+        Judged::Take(d)
+    }
+
+    /// The next delivery not covered by [`Subscription::skip_through`] nor written by the
+    /// publisher; `Lagged(n)` when `n` deliveries were lapped by the ring. Pending while parked.
     pub async fn recv(&mut self) -> Result<Delivery, broadcast::error::RecvError> {
+        use broadcast::error::RecvError;
+        if !self.take_back() {
+            return std::future::pending().await;
+        }
         loop {
-            let d = self.receiver().recv().await?;
-            if d.event_id > self.floor {
-                return Ok(d);
+            let d = match self.receiver().recv().await {
+                Ok(d) => d,
+                // The positions tell how many went, and whether any were not written already.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            match self.judge(d) {
+                Judged::Skip => {}
+                Judged::Take(d) => return Ok(d),
+                Judged::Gap(n) => return Err(RecvError::Lagged(n)),
             }
         }
     }
 
-    /// As [`Subscription::recv`], without waiting.
+    /// As [`Subscription::recv`], without waiting (`Empty` while parked).
     pub fn try_recv(&mut self) -> Result<Delivery, broadcast::error::TryRecvError> {
+        use broadcast::error::TryRecvError;
+        if !self.take_back() {
+            return Err(TryRecvError::Empty);
+        }
         loop {
-            let d = self.receiver().try_recv()?;
-            if d.event_id > self.floor {
-                return Ok(d);
+            let d = match self.receiver().try_recv() {
+                Ok(d) => d,
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            match self.judge(d) {
+                Judged::Skip => {}
+                Judged::Take(d) => return Ok(d),
+                Judged::Gap(n) => return Err(TryRecvError::Lagged(n)),
             }
         }
     }
@@ -248,6 +427,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        // No frame of this topic reaches the socket after it is unsubscribed.
+        self.slot.parked.store(false, Ordering::SeqCst);
+        if let Some(outlet) = &self.slot.outlet {
+            outlet.wait_for_publisher();
+            let mut slots = self.channel.slots();
+            if let Some(i) = slots.iter().position(|s| Arc::ptr_eq(s, &self.slot)) {
+                Arc::make_mut(&mut slots).swap_remove(i);
+            }
+        }
         drop(self.rx.take());
         METRICS.subscriptions.dec();
         self.hub.release(&self.topic);
@@ -296,6 +484,9 @@ impl Watched {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod direct_tests;
 
 #[cfg(test)]
 mod tests {

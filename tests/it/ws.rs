@@ -324,20 +324,10 @@ async fn a_reader_that_never_reads_costs_bounded_memory_and_gets_resync_or_4008(
     let rss_before = rss_bytes();
     let text = "x".repeat(4000);
     for seq in 1..=100_000 {
-        let event = chex::domain::StatusEvent {
-            id: 0,
-            person: card.clone(),
-            seq: 1_000_000 + seq,
-            status: chex::domain::Status {
-                text: text.clone(),
-                ..Default::default()
-            },
-            changed: vec![],
-            previous: Default::default(),
-            observed_at: chex::domain::now(),
-            source: chex::domain::Source::Slack,
-        };
-        app.server.state.hub.publish(&Arc::new(event));
+        app.server
+            .state
+            .hub
+            .publish(&synthetic_event(&card, 1_000_000 + seq, &text));
         if seq % 1000 == 0 {
             tokio::task::yield_now().await;
         }
@@ -385,6 +375,121 @@ async fn a_reader_that_never_reads_costs_bounded_memory_and_gets_resync_or_4008(
         app.metric("chex_resyncs_total").await >= 1,
         "resyncs are counted"
     );
+}
+
+/// A burst of large changes to a team of 20 sockets — more than the publisher writes to itself, so
+/// the fan-out threads write — one of which reads nothing until the burst is out, its receive
+/// buffer a few KB: the threads find its socket full and hand it back to its task, which writes
+/// the rest from the ring. Every socket gets every change once, in order.
+#[tokio::test]
+async fn a_burst_to_a_team_reaches_every_socket_once_and_in_order_even_a_stalled_one() {
+    use std::sync::Arc;
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(1).await;
+    let id = people[0]["id"].as_i64().expect("id");
+    let team = format!("team:{TEAM}");
+    // The stalled socket: a 4 KB receive buffer, so ~6 MB of frames cannot all sit in the kernel.
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(4096).expect("rcvbuf");
+    let tcp = tcp.connect(app.server.addr).await.expect("connect");
+    let url = format!("ws://{}/ws?access_token={}", app.server.addr, app.token);
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("upgrade");
+    send(&mut stalled, json!({"type": "subscribe", "topics": [team]})).await;
+    recv_until(&mut stalled, |v| v["type"] == "subscribed").await;
+    let mut readers = Vec::new();
+    for _ in 0..19 {
+        readers.push(subscribed_to(&app, &team).await.0);
+    }
+    let card = Arc::new(
+        app.server
+            .state
+            .store
+            .person(id)
+            .await
+            .expect("q")
+            .expect("person")
+            .card(),
+    );
+    const BURST: i64 = 400;
+    let text = "z".repeat(16_000);
+    let direct_before = app.metric("chex_ws_direct_writes_total").await;
+    let handed_before = app.metric("chex_ws_handed_back_total").await;
+    let publisher = {
+        let hub = app.server.state.hub.clone();
+        tokio::task::spawn_blocking(move || {
+            for i in 1..=BURST {
+                hub.publish(&synthetic_event(&card, 1_000_000 + i, &text));
+            }
+        })
+    };
+    async fn seqs(ws: &mut crate::helpers::Ws) -> Vec<i64> {
+        let mut got = Vec::new();
+        while got.len() < BURST as usize {
+            let v = recv(ws).await;
+            assert_ne!(v["type"], "resync", "the ring held the whole burst");
+            if v["type"] == "status" {
+                got.push(v["seq"].as_i64().expect("seq"));
+            }
+        }
+        got
+    }
+    let expected: Vec<i64> = (1..=BURST).map(|i| 1_000_000 + i).collect();
+    // The stalled socket starts reading a second in, the burst long out by then (well within the
+    // server's 10 s send timeout).
+    let late = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        seqs(&mut stalled).await
+    };
+    let (reading, late) = tokio::join!(
+        futures_util::future::join_all(readers.iter_mut().map(seqs)),
+        late
+    );
+    for got in reading {
+        assert_eq!(got, expected, "a reading socket");
+    }
+    assert_eq!(late, expected, "the stalled socket");
+    publisher.await.expect("publisher");
+    assert!(
+        app.metric("chex_ws_direct_writes_total").await > direct_before,
+        "the publisher wrote directly"
+    );
+    assert!(
+        app.metric("chex_ws_handed_back_total").await > handed_before,
+        "and handed the stalled socket back"
+    );
+    // Nothing more behind the burst.
+    send(&mut stalled, json!({"type": "ping", "id": "end"})).await;
+    let v = recv_until(&mut stalled, |v| v["type"] != "status").await;
+    assert_eq!(v["type"], "pong", "{v}");
+}
+
+/// An event published straight to the hub, as the pipeline would after a commit: `n` is its id
+/// and its seq, past any the store has given out, so that ids grow in publication order.
+fn synthetic_event(
+    card: &std::sync::Arc<chex::domain::PersonCard>,
+    n: i64,
+    text: &str,
+) -> std::sync::Arc<chex::domain::StatusEvent> {
+    std::sync::Arc::new(chex::domain::StatusEvent {
+        id: n,
+        person: card.clone(),
+        seq: n,
+        status: chex::domain::Status {
+            text: text.to_owned(),
+            ..Default::default()
+        },
+        changed: vec![],
+        previous: Default::default(),
+        observed_at: chex::domain::now(),
+        source: chex::domain::Source::Slack,
+    })
 }
 
 /// This process's resident set (the server runs in it), from /proc; 0 where there is no /proc.
