@@ -175,7 +175,12 @@ async fn a_frame_written_in_part_is_finished_before_anything_else_is_written() {
         let mut ws = client(peer).await;
         let mut got = Vec::new();
         while got.len() < 2 {
-            match ws.next().await.expect("open").expect("well-formed") {
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            match next
+                .expect("a whole frame within 10 s")
+                .expect("open")
+                .expect("well-formed")
+            {
                 Message::Text(t) => got.push(t.to_string()),
                 _ => continue,
             }
