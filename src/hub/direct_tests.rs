@@ -100,6 +100,16 @@ async fn read_seqs(ws: &mut WebSocketStream<TcpStream>, n: usize) -> Vec<i64> {
     seqs
 }
 
+/// A hub and one socket parked on person 1's topic: the outlet, the subscription, the client's end.
+async fn parked_on_person(small: bool) -> (Hub, Arc<Outlet>, Subscription, TcpStream) {
+    let hub = Hub::default();
+    let (tcp, peer) = tcp_pair(small).await;
+    let outlet = Arc::new(Outlet::new(tcp));
+    let mut sub = hub.subscribe_direct("user:1", &outlet);
+    sub.park();
+    (hub, outlet, sub, peer)
+}
+
 /// What a socket's task does with a subscription, in miniature (api::ws's loop): parks it when its
 /// ring is drained, finishes what a publisher hands back, writes ring deliveries itself.
 async fn task(mut sub: Subscription, outlet: Arc<Outlet>, mut socket: WebSocketStream<TaskIo>) {
@@ -117,11 +127,7 @@ async fn task(mut sub: Subscription, outlet: Arc<Outlet>, mut socket: WebSocketS
 
 #[tokio::test]
 async fn a_parked_subscriber_is_written_to_by_the_publisher_without_its_task() {
-    let hub = Hub::default();
-    let (tcp, peer) = tcp_pair(false).await;
-    let outlet = Arc::new(Outlet::new(tcp));
-    let mut sub = hub.subscribe_direct("user:1", &outlet);
-    sub.park();
+    let (hub, _outlet, mut sub, peer) = parked_on_person(false).await;
     for id in 1..=3 {
         hub.publish(&event(id, "on the publisher"));
     }
@@ -135,11 +141,7 @@ async fn a_parked_subscriber_is_written_to_by_the_publisher_without_its_task() {
 
 #[tokio::test]
 async fn what_a_full_socket_refuses_reaches_it_from_the_ring_in_order_and_once() {
-    let hub = Hub::default();
-    let (tcp, peer) = tcp_pair(true).await;
-    let outlet = Arc::new(Outlet::new(tcp));
-    let mut sub = hub.subscribe_direct("user:1", &outlet);
-    sub.park();
+    let (hub, outlet, sub, peer) = parked_on_person(true).await;
     // ~1 KB frames, 60 of them: far past the shrunk buffers, within the person's ring of 64.
     let text = "x".repeat(1000);
     for id in 1..=60 {
@@ -162,11 +164,7 @@ async fn what_a_full_socket_refuses_reaches_it_from_the_ring_in_order_and_once()
 
 #[tokio::test]
 async fn a_frame_written_in_part_is_finished_before_anything_else_is_written() {
-    let hub = Hub::default();
-    let (tcp, peer) = tcp_pair(true).await;
-    let outlet = Arc::new(Outlet::new(tcp));
-    let mut sub = hub.subscribe_direct("user:1", &outlet);
-    sub.park();
+    let (hub, outlet, _sub, peer) = parked_on_person(true).await;
     // 200 KB: the shrunk socket takes a few KB of it, the rest is owed.
     let text = "y".repeat(200_000);
     hub.publish(&event(1, &text));

@@ -296,13 +296,7 @@ async fn a_socket_on_a_team_and_one_of_its_people_gets_each_change_once_per_topi
 #[tokio::test]
 async fn a_reader_that_never_reads_costs_bounded_memory_and_gets_resync_or_4008() {
     use std::sync::Arc;
-    let app = TestApp::spawn_with(Options {
-        users: 1,
-        ..Default::default()
-    })
-    .await;
-    let people = app.wait_for_people(1).await;
-    let id = people[0]["id"].as_i64().expect("id");
+    let (app, people, id) = app_with_one_person().await;
     let mut ws = app.connect(Some(&app.token)).await;
     send(
         &mut ws,
@@ -384,13 +378,7 @@ async fn a_reader_that_never_reads_costs_bounded_memory_and_gets_resync_or_4008(
 #[tokio::test]
 async fn a_burst_to_a_team_reaches_every_socket_once_and_in_order_even_a_stalled_one() {
     use std::sync::Arc;
-    let app = TestApp::spawn_with(Options {
-        users: 1,
-        ..Default::default()
-    })
-    .await;
-    let people = app.wait_for_people(1).await;
-    let id = people[0]["id"].as_i64().expect("id");
+    let (app, _, id) = app_with_one_person().await;
     let team = format!("team:{TEAM}");
     // The stalled socket: a 4 KB receive buffer, so ~6 MB of frames cannot all sit in the kernel.
     let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -468,6 +456,18 @@ async fn a_burst_to_a_team_reaches_every_socket_once_and_in_order_even_a_stalled
     send(&mut stalled, json!({"type": "ping", "id": "end"})).await;
     let v = recv_until(&mut stalled, |v| v["type"] != "status").await;
     assert_eq!(v["type"], "pong", "{v}");
+}
+
+/// An app whose workspace has one person, with the people list and that person's id.
+async fn app_with_one_person() -> (TestApp, Vec<serde_json::Value>, i64) {
+    let app = TestApp::spawn_with(Options {
+        users: 1,
+        ..Default::default()
+    })
+    .await;
+    let people = app.wait_for_people(1).await;
+    let id = people[0]["id"].as_i64().expect("id");
+    (app, people, id)
 }
 
 /// An event published straight to the hub, as the pipeline would after a commit: `n` is its id
