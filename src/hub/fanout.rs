@@ -2,9 +2,9 @@
 //!
 //! A topic with a few parked subscribers (a person's own topic) is written to by the publisher
 //! itself, inline: a handful of non-blocking writes. A team of thousands would hold the publisher
-//! (the pipeline's writer) for tens of milliseconds, so its subscribers are split over one
-//! fan-out thread per core, each taking every n-th subscriber: both cores write, as the bench's
-//! bare writer does, and the pipeline goes on committing.
+//! (the pipeline's writer) for tens of milliseconds, so its subscribers go to fan-out threads
+//! (one fewer than the cores by default: [`Fanout::start`]), each taking every n-th subscriber,
+//! and the pipeline goes on committing.
 //!
 //! A thread sweeps its share of a topic's subscribers, and each socket gets, in one `writev`,
 //! every queued frame it has not been handed, newest included: changes that arrive during a
