@@ -8,7 +8,7 @@
 //! (`resync`), never a silent gap.
 //!
 //! A WebSocket subscriber whose ring is drained is *parked*: its task stops reading the ring, and
-//! the publisher writes each new frame to its socket directly ([`outlet`], [`fanout`]), without
+//! the publisher writes each new frame to its socket directly ([`outlet`], `fanout`), without
 //! waking the task. Whatever the publisher cannot write (a full socket, a task mid-write) it
 //! hands back, and the task reads it from the ring, in order: every delivery carries its position
 //! on the topic, and each subscription knows the last position it was handed by either writer.
