@@ -131,13 +131,8 @@ impl Outlet {
                 Err(OWED) => {
                     let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
                     while let Some(rest) = owed.as_mut().filter(|r| !r.is_empty()) {
-                        ready!(self.tcp.poll_write_ready(cx))?;
-                        match self.tcp.try_write(rest) {
-                            Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                            Ok(n) => rest.advance(n),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) => return Poll::Ready(Err(e)),
-                        }
+                        let n = ready!(self.poll_write_some(cx, rest))?;
+                        rest.advance(n);
                     }
                     *owed = None;
                     self.state.store(TASK, SeqCst);
@@ -151,6 +146,19 @@ impl Outlet {
                         return Poll::Pending;
                     }
                 }
+            }
+        }
+    }
+
+    /// Writes some of `bytes` once the socket can take them: how much went.
+    fn poll_write_some(&self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_write(bytes) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -220,13 +228,7 @@ impl TaskIo {
         }
         ready!(self.outlet.poll_take_for_task(cx))?;
         while self.written < self.buf.len() {
-            ready!(self.outlet.tcp.poll_write_ready(cx))?;
-            match self.outlet.tcp.try_write(&self.buf[self.written..]) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+            self.written += ready!(self.outlet.poll_write_some(cx, &self.buf[self.written..]))?;
         }
         self.buf = Vec::new();
         self.written = 0;
