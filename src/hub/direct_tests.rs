@@ -28,20 +28,8 @@ pub(super) async fn tcp_pair(small: bool) -> (TcpStream, TcpStream) {
 }
 
 fn shrink(tcp: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4096;
     for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; `tcp` owns the fd.
-        let rc = unsafe {
-            libc::setsockopt(
-                tcp.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "setsockopt");
+        crate::app::set_int_option(tcp, libc::SOL_SOCKET, opt, 4096).expect("setsockopt");
     }
 }
 
