@@ -1,7 +1,7 @@
 //! Drops `person_status`, the pointer to each person's latest event: the last entry of
 //! `ux_status_events_person_seq` is the same pointer, and an append already writes that index's
 //! leaf for the person. Keeping the table cost every appended event a leaf of its own and an
-//! upsert: a fifth of SQLite's WAL frames per change (docs/benchmarks.md, session 16).
+//! upsert: a fifth of SQLite's WAL frames per change (docs/benchmarks-history.md, session 16).
 use sea_orm_migration::prelude::*;
 
 use crate::m20261129_000003_create_status_events::{PersonStatus, person_status_table};

@@ -132,7 +132,8 @@ async fn handle(
     let work = Work::new(event, &conn, at);
     // Most events are a known user's status edit, one push into the pipeline's queue: done here,
     // not in a task of its own, which was a spawn and one more wait for a core per change (the
-    // users scenario's p99 a third lower with the writer's inline appends, docs/benchmarks.md).
+    // users scenario's p99 a third lower with the writer's inline appends,
+    // docs/benchmarks-history.md).
     if let Work::User(u) = &work
         && try_ingest_known_user(&s.pipeline, &s.known_users, &conn, u)
     {

@@ -178,7 +178,7 @@ impl Fanout {
     /// One core is left to the runtime (requests, the pipeline, the sockets' tasks): on the bench's
     /// two cores one thread and two measured alike at 5–10 changes/s to 10,000 subscribers, and
     /// at 30–50/s two took the cores from everything else (p99 0.6–0.9 s against 0.25–0.37 with
-    /// one; docs/benchmarks.md, session 21).
+    /// one; docs/benchmarks-history.md, session 21).
     fn start(threads: usize) -> Fanout {
         let n = match threads {
             0 => std::thread::available_parallelism()

@@ -3,9 +3,9 @@
 //! An `INSERT` of 2,000 rows — whether as multi-row VALUES (28,000 bound parameters) or one JSON
 //! parameter unpacked by `jsonb_to_recordset` — makes the server parse, plan and evaluate an
 //! expression per value; `COPY` streams rows straight into the table and its indexes, which on
-//! this project's machine is ~1.5× less server time per batch (docs/benchmarks.md). `COPY` does
-//! not return the ids it assigns, so the batch takes its ids from the table's sequence first:
-//! one writer appends (the pipeline), so ids still increase in commit order.
+//! this project's machine is ~1.5× less server time per batch (docs/benchmarks-history.md).
+//! `COPY` does not return the ids it assigns, so the batch takes its ids from the table's sequence
+//! first: one writer appends (the pipeline), so ids still increase in commit order.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -10,7 +10,7 @@
 //! The pipeline's writer, on a thread of its own, runs them on that thread
 //! ([`Appender::append_here`]). They used to run on a thread of the appender's: the hand-off to it
 //! and the wake-up back were two more waits for a core on every batch, for a writer that only
-//! waited meanwhile (docs/benchmarks.md, "What session 17 tried"). Callers on the runtime
+//! waited meanwhile (docs/benchmarks-history.md, "What session 17 tried"). Callers on the runtime
 //! ([`Appender::append`]) run them on tokio's blocking pool.
 //!
 //! An in-memory database exists only inside sqlx's one connection, so there the same statements
