@@ -156,6 +156,21 @@ fn init_tracing(filter: &str, format: LogFormat) {
     }
 }
 
+/// Prints what a running server tells its operator at start. Whoever reads it may stop reading
+/// (`chex demo | head -3`, a test that takes the lines it needs): `println!` would then panic on
+/// the broken pipe and take the server down with it, so a write that fails ends the banner and
+/// nothing else.
+fn print_banner(lines: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
@@ -201,12 +216,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", demo.server.addr));
-            println!("dashboard: {url}/");
-            println!("login: {} / {}", chex::demo::DEMO_EMAIL, demo.password);
-            println!("token: {}", demo.admin_token);
-            println!("slack simulator: {}", demo.sim.api_url());
-            println!("jira simulator: {}", demo.jira.url());
-            println!("gmail simulator: {}", demo.gmail.api_url());
+            print_banner(&[
+                format!("dashboard: {url}/"),
+                format!("login: {} / {}", chex::demo::DEMO_EMAIL, demo.password),
+                format!("token: {}", demo.admin_token),
+                format!("slack simulator: {}", demo.sim.api_url()),
+                format!("jira simulator: {}", demo.jira.url()),
+                format!("gmail simulator: {}", demo.gmail.api_url()),
+            ]);
             tokio::select! {
                 _ = demo.server.wait() => bail!("a server task stopped unexpectedly"),
                 _ = tokio::signal::ctrl_c() => {}

@@ -162,6 +162,62 @@ async fn demo_prints_dashboard_login_and_a_working_token() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `chex demo | head -1`, or a test that reads the lines it needs and drops the pipe: the
+/// banner's writes fail, and the server must go on serving. It used to panic on the broken pipe,
+/// which made the test above fail now and then, when the reader let go before the last lines.
+#[tokio::test]
+async fn demo_keeps_serving_when_nobody_reads_its_stdout() {
+    crate::helpers::install_crypto();
+    let dir = std::env::temp_dir().join(format!("chex-demo-closed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // Its address cannot be read from the banner here: a port free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = chex()
+        .arg("demo")
+        .env(
+            "CHEX_DATABASE_URL",
+            format!("sqlite://{}/demo.db?mode=rwc", dir.display()),
+        )
+        .env("CHEX_BIND", format!("127.0.0.1:{port}"))
+        .env("CHEX_DEMO_USERS", "3")
+        .env("CHEX_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    // The read end closes before the demo writes a line.
+    drop(child.stdout.take());
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut healthy = 0;
+    while healthy < 3 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("the demo exited ({status}) when its stdout was closed");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never answered on port {port}"
+        );
+        let up = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        // Once up, it must stay up past the banner's last line.
+        if up {
+            healthy += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn create_account_then_log_in_and_issue_a_token_for_scripts() {
     use std::io::Write;
