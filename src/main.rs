@@ -156,10 +156,10 @@ fn init_tracing(filter: &str, format: LogFormat) {
     }
 }
 
-/// Prints what a running server tells its operator at start. Whoever reads it may stop reading
-/// (`chex demo | head -3`, a test that takes the lines it needs): `println!` would then panic on
-/// the broken pipe and take the server down with it, so a write that fails ends the banner and
-/// nothing else.
+/// Prints what a long-running command (`demo`, `sim slack`) tells its operator at start. Whoever
+/// reads it may stop reading (`chex demo | head -3`, a test that takes the lines it needs):
+/// `println!` would then panic on the broken pipe and take the server down with it, so a write
+/// that fails ends the banner and nothing else.
 fn print_banner(lines: &[String]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -358,12 +358,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: 42,
             };
             let sim = chex::sim::slack::SlackSim::start(listener, vec![spec.clone()], opts).await?;
-            println!(
+            print_banner(&[format!(
                 "slack simulator: {} (token {}, signing secret {})",
                 sim.api_url(),
                 spec.token,
                 spec.signing_secret
-            );
+            )]);
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
