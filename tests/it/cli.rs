@@ -12,6 +12,22 @@ fn chex() -> Command {
     c
 }
 
+/// `chex demo` with its database in `dir`, listening on `bind`, its banner on a pipe.
+fn demo(dir: &std::path::Path, bind: &str, users: u32) -> Command {
+    let mut c = chex();
+    c.arg("demo")
+        .env(
+            "CHEX_DATABASE_URL",
+            format!("sqlite://{}/demo.db?mode=rwc", dir.display()),
+        )
+        .env("CHEX_BIND", bind)
+        .env("CHEX_DEMO_USERS", users.to_string())
+        .env("CHEX_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
 #[test]
 fn migrate_status_on_a_fresh_sqlite_file_lists_every_migration() {
     let dir = std::env::temp_dir().join(format!("chex-cli-{}", std::process::id()));
@@ -90,19 +106,7 @@ async fn demo_prints_dashboard_login_and_a_working_token() {
     crate::helpers::install_crypto();
     let dir = std::env::temp_dir().join(format!("chex-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mut child = chex()
-        .arg("demo")
-        .env(
-            "CHEX_DATABASE_URL",
-            format!("sqlite://{}/demo.db?mode=rwc", dir.display()),
-        )
-        .env("CHEX_BIND", "127.0.0.1:0")
-        .env("CHEX_DEMO_USERS", "7")
-        .env("CHEX_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn demo");
+    let mut child = demo(&dir, "127.0.0.1:0", 7).spawn().expect("spawn demo");
     let stdout = child.stdout.take().expect("stdout");
     let lines: Vec<String> = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
@@ -175,17 +179,7 @@ async fn demo_keeps_serving_when_nobody_reads_its_stdout() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let mut child = chex()
-        .arg("demo")
-        .env(
-            "CHEX_DATABASE_URL",
-            format!("sqlite://{}/demo.db?mode=rwc", dir.display()),
-        )
-        .env("CHEX_BIND", format!("127.0.0.1:{port}"))
-        .env("CHEX_DEMO_USERS", "3")
-        .env("CHEX_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+    let mut child = demo(&dir, &format!("127.0.0.1:{port}"), 3)
         .spawn()
         .expect("spawn demo");
     // The read end closes before the demo writes a line.
