@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time off the CPU by cause, for one thread name, from a `perf record -e sched:sched_switch -g`.
+"""Time off the CPU by cause, for one thread name, from scripts/offcpu_step.sh's recording.
 
     scripts/offcpu_top.py OUT [--comm chex-pipeline] [--pid PID] [--top 25]
 
@@ -9,7 +9,9 @@ do_nanosleep` (a timed sleep), `S do_epoll_wait` (waiting for work), `R __GI___w
 on the way out of a `writev`), `D io_schedule` (waiting for the disk). A sleep (S or D) is split at
 its `sched_wakeup`: the time asleep, then the time woken but waiting for a CPU (the run queue),
 which is latency the thread did not choose. For the preempted (R) switches, all of whose time is
-run queue, it also counts who took the CPU. Durations are wall time, in ms. Made in session 22.
+run queue, it also counts who took the CPU. Last, for every thread on the machine: how often a
+wake-up put the woken thread on its waker's CPU, and how many waited over 1 ms for one. Durations
+are wall time, in ms. Made in session 22.
 """
 import argparse
 import collections
@@ -50,8 +52,8 @@ def wanted(comm, tid):
     return comm == args.comm and (args.pid is None or process_of.get(tid) == args.pid)
 
 
-out = {}  # pid → (time switched out, cause)
-woken = {}  # pid → time of its wake-up, while it waits for a CPU
+out = {}  # tid → (time switched out, cause), while it is off the CPU
+woken = {}  # tid → time of its wake-up, while it waits for a CPU
 spans = collections.defaultdict(list)
 queued = collections.defaultdict(list)  # cause → run-queue waits after a sleep
 takers = collections.Counter()
@@ -64,7 +66,7 @@ for block in script.split("\n\n"):
     w = WAKEUP.search(lines[0])
     if w:
         waker_cpu, at, _, tid, target = w.groups()
-        every_wake[tid] = (float(at), waker_cpu == target)
+        every_wake[tid] = (float(at), int(waker_cpu) == int(target))
         if tid in out:
             woken.setdefault(tid, float(at))
         continue
@@ -79,7 +81,7 @@ for block in script.split("\n\n"):
         out[prev_pid] = (at, f"{state.rstrip('+')} {cause}")
         if state.startswith("R"):
             whose = process_of.get(next_pid)
-            own = whose == process_of.get(prev_pid)
+            own = whose is not None and whose == process_of.get(prev_pid)
             takers[f"{nxt} ({'its own process' if own else f'pid {whose}' if whose else 'kernel'})"] += 1
     if next_pid in every_wake:
         t0, beside_waker = every_wake.pop(next_pid)
