@@ -20,6 +20,8 @@ for i in $(seq 1 "$RUNS"); do
   # The same subscribers and schedule against a bare writer: this machine's floor (docs/benchmarks.md).
   run --scenario floor --subscribers 10000 --rates 1,5,10,20,30,40,50 --duration 10
   run --scenario users --subscribers 10000 --rates 2000,5000,8000 --duration 10
+  # The same posts and subscribers against a bare server that checks, commits and writes each.
+  run --scenario users-floor --subscribers 10000 --rates 2000,5000,8000 --duration 10
   # 19,000: this sandbox caps open files at 20,000 per process (hard limit), the issue asks 20,000.
   run --scenario idle --subscribers 19000 --users 100
   run --scenario pipeline --users 50000 --events 100000

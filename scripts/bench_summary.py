@@ -29,7 +29,10 @@ for (sc, n, t, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "
           f"{med(rs, 'deliveries_per_sec'):,.0f} | {med(rs, 'p50_ms'):.1f} | {med(rs, 'p90_ms'):.1f} | {med(rs, 'p99_ms'):.1f} | "
           f"{med(rs, 'max_ms'):.1f} | {med(rs, 'rss_idle_mb'):.1f} | {med(rs, 'rss_per_conn_kb'):.2f} | {med(rs, 'cpu_us_per_delivery'):.2f} | {med_extra(rs, 'client_cpu_us_per_delivery')} |")
 pipe = [r for r in rows if r["scenario"] == "pipeline"]
-served = [(k, rs) for k, rs in sorted(groups.items()) if any("server_publish_p99_ms" in r.get("extra", {}) for r in rs)]
+# Rows whose latency can be split at the frame's observed_at (the floors' too; they have no
+# histograms, so their server's share shows "–").
+served = [(k, rs) for k, rs in sorted(groups.items())
+          if any("server_publish_p99_ms" in r.get("extra", {}) or "from_server_p99_ms" in r.get("extra", {}) for r in rs)]
 if served:
     # The server's own histogram of observation-to-publication delays (bucket bounds: "at most"),
     # and the subscribers' latencies split at the frame's observed_at: send to observation,

@@ -47,6 +47,9 @@ enum Command {
     /// The bench's reference server (`--scenario floor` starts it): not for use on its own.
     #[command(hide = true)]
     BenchFloor,
+    /// The bench's reference server for the users scenario (`--scenario users-floor`).
+    #[command(hide = true)]
+    BenchFloorUsers,
     /// Manage the database schema.
     Migrate {
         #[command(subcommand)]
@@ -311,6 +314,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::BenchFloor => chex::bench::serve_floor(),
+        Command::BenchFloorUsers => chex::bench::serve_users_floor().await,
         Command::Token {
             action:
                 TokenAction::Issue {

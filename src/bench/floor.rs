@@ -65,12 +65,7 @@ impl Drop for FloorProcess {
 /// per line on stdin; returns at end of input.
 pub fn serve() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    // std listens with a backlog of 128, and one thread accepts: the bench opens sockets 200 ahead
-    // of their replies, and an overflowing queue resets connections. Listening again resizes it.
-    // SAFETY: `listen` on a socket this function owns.
-    if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) } != 0 {
-        anyhow::bail!("listen: {}", std::io::Error::last_os_error());
-    }
+    listen_deep(&listener)?;
     println!("ws://{}/ws", listener.local_addr()?);
     std::io::stdout().flush()?;
     let mut stamps = Vec::new();
@@ -101,13 +96,23 @@ pub fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// std listens with a backlog of 128, and one thread accepts: the bench opens sockets 200 ahead
+/// of their replies, and an overflowing queue resets connections. Listening again resizes it.
+pub(super) fn listen_deep(listener: &TcpListener) -> anyhow::Result<()> {
+    // SAFETY: `listen` on a socket the caller owns and keeps open.
+    if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(listener), 4096) } != 0 {
+        anyhow::bail!("listen: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Accepts subscribers, shakes hands, answers the subscribe, and hands the raw socket to a writer.
 fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>) {
     let mut next = 0;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         match subscribe(stream) {
-            Ok(raw) => {
+            Ok((raw, _topic)) => {
                 if let Ok(mut l) = lists[next % lists.len()].lock() {
                     l.push(raw);
                 }
@@ -119,23 +124,28 @@ fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>) {
 }
 
 /// A subscribed socket; frames are written to it raw (`get_mut`), past tungstenite.
-type Peer = tungstenite::WebSocket<TcpStream>;
+pub(super) type Peer = tungstenite::WebSocket<TcpStream>;
 
-fn subscribe(stream: TcpStream) -> anyhow::Result<Peer> {
+/// Shakes hands and answers the subscriber's subscribe; returns the socket and the first topic
+/// it named.
+pub(super) fn subscribe(stream: TcpStream) -> anyhow::Result<(Peer, String)> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut ws = tungstenite::accept(stream).map_err(|e| anyhow::anyhow!("{e}"))?;
     let first = ws.read().context("reading the subscribe frame")?;
-    anyhow::ensure!(
-        first.to_text().is_ok_and(|t| t.contains("\"subscribe\"")),
-        "expected a subscribe frame"
-    );
+    let sub: serde_json::Value = first
+        .to_text()
+        .ok()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .context("the first frame is not JSON")?;
+    anyhow::ensure!(sub["type"] == "subscribe", "expected a subscribe frame");
+    let topic = sub["topics"][0].as_str().unwrap_or_default().to_owned();
     ws.send(Message::text(
         r#"{"type":"subscribed","id":"b","snapshot":[]}"#,
     ))?;
     ws.flush()?;
-    Ok(ws)
+    Ok((ws, topic))
 }
 
 fn write_loop(stamps: mpsc::Receiver<u64>, sockets: Arc<Mutex<Vec<Peer>>>) {
@@ -174,7 +184,7 @@ fn write_loop(stamps: mpsc::Receiver<u64>, sockets: Arc<Mutex<Vec<Peer>>>) {
 
 /// An unmasked, final text frame (server to client), header and payload in one buffer, encoded
 /// by tungstenite as Chex's own frames are.
-fn ws_text_frame(text: String, out: &mut Vec<u8>) {
+pub(super) fn ws_text_frame(text: String, out: &mut Vec<u8>) {
     use tungstenite::protocol::frame::Frame;
     use tungstenite::protocol::frame::coding::{Data, OpCode};
     out.clear();

@@ -9,6 +9,7 @@
 //! can be read as a ratio to what the machine itself allows.
 
 mod floor;
+mod floor_users;
 mod histogram;
 mod load;
 mod post;
@@ -24,6 +25,7 @@ use load::{Driver, Phase, Seen, Subscribers};
 use server::ServerProcess;
 
 pub use floor::serve as serve_floor;
+pub use floor_users::serve as serve_users_floor;
 pub use histogram::Histogram;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub enum Scenario {
     Pipeline,
     /// The team scenario against a bare server that only writes frames: this machine's floor.
     Floor,
+    /// The users scenario against a bare server that checks, commits and writes each change
+    /// (`floor_users`): the users figure's floor.
+    UsersFloor,
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,6 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     let reports = match args.scenario {
         Scenario::Pipeline => pipeline(&args).await?,
         Scenario::Floor => floor_run(&args).await?,
+        Scenario::UsersFloor => users_floor_run(&args).await?,
         _ => fanout(&args).await?,
     };
     for r in &reports {
@@ -420,6 +426,75 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let seen = subs.finish().await?;
+    Ok(step_reports(&base, steps, &seen))
+}
+
+/// The users scenario's subscribers and schedule against the users floor. Slack's `users.list`,
+/// which the sender's events are built from, comes from a simulator in this process.
+async fn users_floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
+    use crate::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
+    let spec = WorkspaceSpec::new(DEMO_TEAM, args.subscribers);
+    let sim = SlackSim::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        vec![spec.clone()],
+        SimOptions {
+            rate_scale: None,
+            life_interval: None,
+            seed: 42,
+        },
+    )
+    .await?;
+    let floor = floor_users::UsersFloorProcess::spawn(&spec.signing_secret)?;
+    let http = reqwest::Client::new();
+    let driver = Driver::new(
+        &http,
+        &floor.http,
+        &sim.api_url(),
+        DEMO_TEAM,
+        &spec.signing_secret,
+    )
+    .await?;
+    let topics: Vec<String> = driver
+        .users()
+        .iter()
+        .map(|u| floor_users::topic_of(u["id"].as_str().unwrap_or_default()))
+        .collect();
+    let users = topics.len();
+    let subs = Subscribers::open(&floor.ws, "floor", topics).await?;
+    let base = Report {
+        scenario: "users-floor".into(),
+        subscribers: subs.count(),
+        topics: users,
+        ..Default::default()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut steps = Vec::new();
+    for (k, &rate) in args.rates.iter().enumerate() {
+        let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+        let failed_before = driver.failed();
+        let cpu0 = server::cpu_of(floor.pid());
+        let client0 = server::cpu_of(std::process::id());
+        let started_us = load::now_us();
+        subs.set_phase(Phase::Measure(k));
+        let per_user = driver
+            .drive(rate, args.duration, |_| rng.random_range(0..users))
+            .await;
+        let sent: u64 = per_user.iter().sum();
+        drain(&subs, before, sent).await;
+        steps.push(StepRecord {
+            rate,
+            sent,
+            expected: sent,
+            started_us,
+            cpu: server::cpu_of(floor.pid()).saturating_sub(cpu0),
+            client_cpu: server::cpu_of(std::process::id()).saturating_sub(client0),
+            failed: driver.failed() - failed_before,
+            server: Default::default(),
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seen = subs.finish().await?;
+    sim.stop();
     Ok(step_reports(&base, steps, &seen))
 }
 

@@ -74,6 +74,33 @@ fn the_floor_server_delivers_every_change_to_every_subscriber() {
     assert!(r["extra"]["client_cpu_us_per_delivery"].is_number(), "{r}");
 }
 
+/// The users scenario's reference server takes the same signed posts, commits them and must
+/// deliver each change once, to its one subscriber.
+#[test]
+fn the_users_floor_commits_and_delivers_each_change_once() {
+    let reports = bench(&[
+        "--scenario",
+        "users-floor",
+        "--subscribers",
+        "30",
+        "--rates",
+        "60",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_nothing_lost(r);
+    assert_eq!(r["scenario"], "users-floor");
+    assert_eq!(r["topics"], 30);
+    assert_eq!(r["expected"], r["sent"]);
+    // The frames carry observed_at, as Chex's do.
+    let ms = r["extra"]["from_server_p50_ms"]
+        .as_f64()
+        .expect("from_server");
+    assert!(ms > 0.0, "{r}");
+}
+
 #[test]
 fn per_user_topics_deliver_each_change_once() {
     let reports = bench(&[
