@@ -24,6 +24,22 @@ fn bench(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// One step of one second at `rate`: its report.
+fn one_step(scenario: &str, subscribers: u32, rate: u32) -> Value {
+    let reports = bench(&[
+        "--scenario",
+        scenario,
+        "--subscribers",
+        &subscribers.to_string(),
+        "--rates",
+        &rate.to_string(),
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(reports.len(), 1, "one report per rate");
+    reports.into_iter().next().expect("a report")
+}
+
 fn assert_nothing_lost(r: &Value) {
     assert!(r["sent"].as_u64().expect("sent") > 0, "{r}");
     assert_eq!(r["lost"], 0, "{r}");
@@ -56,18 +72,7 @@ fn team_fanout_delivers_every_change_to_every_subscriber() {
 /// The reference server gets the same subscribers and schedule, and must deliver as exactly.
 #[test]
 fn the_floor_server_delivers_every_change_to_every_subscriber() {
-    let reports = bench(&[
-        "--scenario",
-        "floor",
-        "--subscribers",
-        "40",
-        "--rates",
-        "20",
-        "--duration",
-        "1",
-    ]);
-    assert_eq!(reports.len(), 1);
-    let r = &reports[0];
+    let r = &one_step("floor", 40, 20);
     assert_nothing_lost(r);
     assert_eq!(r["scenario"], "floor");
     assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
@@ -78,18 +83,7 @@ fn the_floor_server_delivers_every_change_to_every_subscriber() {
 /// deliver each change once, to its one subscriber.
 #[test]
 fn the_users_floor_commits_and_delivers_each_change_once() {
-    let reports = bench(&[
-        "--scenario",
-        "users-floor",
-        "--subscribers",
-        "30",
-        "--rates",
-        "60",
-        "--duration",
-        "1",
-    ]);
-    assert_eq!(reports.len(), 1);
-    let r = &reports[0];
+    let r = &one_step("users-floor", 30, 60);
     assert_nothing_lost(r);
     assert_eq!(r["scenario"], "users-floor");
     assert_eq!(r["topics"], 30);
@@ -103,17 +97,7 @@ fn the_users_floor_commits_and_delivers_each_change_once() {
 
 #[test]
 fn per_user_topics_deliver_each_change_once() {
-    let reports = bench(&[
-        "--scenario",
-        "users",
-        "--subscribers",
-        "30",
-        "--rates",
-        "60",
-        "--duration",
-        "1",
-    ]);
-    assert_eq!(reports.len(), 1);
+    let reports = [one_step("users", 30, 60)];
     assert_nothing_lost(&reports[0]);
     assert_eq!(reports[0]["topics"], 30);
     assert_eq!(reports[0]["expected"], reports[0]["sent"]);
