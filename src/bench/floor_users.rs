@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -26,13 +26,9 @@ use serde::Deserialize;
 
 use super::floor::{Peer, subscribe, ws_text_frame};
 use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, now};
+use crate::poll::pipeline::COMMIT_SPACING;
 use crate::sources::slack::events::verify;
-
-/// As Chex's pipeline (`poll::pipeline`'s `COMMIT_SPACING`).
-const COMMIT_SPACING: Duration = Duration::from_millis(2);
-
-/// As often as Chex's checkpoint passes (`store`'s `CHECKPOINT_EVERY`).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+use crate::store::CHECKPOINT_EVERY;
 
 /// The environment variable that hands the child the workspace's signing secret.
 const SECRET_VAR: &str = "CHEX_FLOOR_SIGNING_SECRET";

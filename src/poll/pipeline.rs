@@ -52,7 +52,7 @@ pub const MAX_BATCH: usize = 2000;
 /// and with them their fixed cost (the hand-off to the database, the B-trees' upper pages written
 /// to the WAL again). With no spacing, commits of a few events each cost the users scenario ~10%
 /// more server CPU per change at 8,000/s; with 1 ms, ~7%.
-const COMMIT_SPACING: Duration = Duration::from_millis(2);
+pub(crate) const COMMIT_SPACING: Duration = Duration::from_millis(2);
 /// Observations queued before senders wait: back-pressure on pollers, not unbounded memory.
 const QUEUE: usize = 65_536;
 /// Commit attempts before a batch is counted as lost.

@@ -127,7 +127,7 @@ fn options(url: &str, max: Option<u32>) -> ConnectOptions {
 /// changes/s measured p99 48 and 114 ms with 100 ms where 250 ms measured 331 and 407 (two
 /// interleaved pairs, session 8); 500 ms was better at 8,000/s and worse at 5,000/s in three pairs
 /// each (session 10). Noisy machines: a direction more than a figure.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// WAL frames (4 KiB pages) past which [`checkpoints`] also takes the writer's turn, so the next
 /// write restarts the WAL: ~16 MiB of WAL at most, give or take one interval's writes.
