@@ -391,39 +391,37 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         topics: 1,
         ..Default::default()
     };
+    let pid = floor.pid();
     let mut steps = Vec::new();
     for (k, &rate) in args.rates.iter().enumerate() {
-        let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
-        let cpu0 = server::cpu_of(floor.pid());
-        let client0 = server::cpu_of(std::process::id());
-        let started_us = load::now_us();
-        subs.set_phase(Phase::Measure(k));
-        let last = std::sync::atomic::AtomicU64::new(0);
-        let mut sent = 0;
-        let mut failed = None;
-        load::open_loop(rate, args.duration, |_| {
-            match floor.change(load::unique_stamp(&last)) {
-                Ok(()) => sent += 1,
-                Err(e) => failed = Some(e),
-            }
-        })
-        .await;
-        if let Some(e) = failed {
-            bail!("the floor server stopped taking changes: {e}");
-        }
-        let expected = sent * n as u64;
-        drain(&subs, before, expected).await;
-        steps.push(StepRecord {
+        let step = reference_step(
+            &subs,
+            pid,
+            k,
             rate,
-            sent,
-            expected,
-            started_us,
-            cpu: server::cpu_of(floor.pid()).saturating_sub(cpu0),
-            client_cpu: server::cpu_of(std::process::id()).saturating_sub(client0),
-            failed: 0,
-            server: Default::default(),
-        });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+            async {
+                let last = std::sync::atomic::AtomicU64::new(0);
+                let mut sent = 0;
+                let mut failed = None;
+                load::open_loop(rate, args.duration, |_| {
+                    match floor.change(load::unique_stamp(&last)) {
+                        Ok(()) => sent += 1,
+                        Err(e) => failed = Some(e),
+                    }
+                })
+                .await;
+                if let Some(e) = failed {
+                    bail!("the floor server stopped taking changes: {e}");
+                }
+                Ok(Sent {
+                    sent,
+                    expected: sent * n as u64,
+                })
+            },
+            || 0,
+        )
+        .await?;
+        steps.push(step);
     }
     let seen = subs.finish().await?;
     Ok(step_reports(&base, steps, &seen))
@@ -431,6 +429,44 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 
 /// The users scenario's subscribers and schedule against the users floor. Slack's `users.list`,
 /// which the sender's events are built from, comes from a simulator in this process.
+/// What one step against a reference server sent: changes, and the deliveries they call for.
+struct Sent {
+    sent: u64,
+    expected: u64,
+}
+
+/// One step against a reference server, process `pid`, which keeps no histograms: `send` drives
+/// the step, and the subscribers' count and both processes' CPU are read around it; `failed`,
+/// read once the deliveries are drained, counts the step's posts not answered with a 2xx.
+async fn reference_step(
+    subs: &Subscribers,
+    pid: u32,
+    k: usize,
+    rate: f64,
+    send: impl Future<Output = anyhow::Result<Sent>>,
+    failed: impl FnOnce() -> u64,
+) -> anyhow::Result<StepRecord> {
+    let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+    let cpu0 = server::cpu_of(pid);
+    let client0 = server::cpu_of(std::process::id());
+    let started_us = load::now_us();
+    subs.set_phase(Phase::Measure(k));
+    let Sent { sent, expected } = send.await?;
+    drain(subs, before, expected).await;
+    let step = StepRecord {
+        rate,
+        sent,
+        expected,
+        started_us,
+        cpu: server::cpu_of(pid).saturating_sub(cpu0),
+        client_cpu: server::cpu_of(std::process::id()).saturating_sub(client0),
+        failed: failed(),
+        server: Default::default(),
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(step)
+}
+
 async fn users_floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     use crate::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
     let spec = WorkspaceSpec::new(DEMO_TEAM, args.subscribers);
@@ -468,30 +504,29 @@ async fn users_floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         ..Default::default()
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let pid = floor.pid();
     let mut steps = Vec::new();
     for (k, &rate) in args.rates.iter().enumerate() {
-        let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
         let failed_before = driver.failed();
-        let cpu0 = server::cpu_of(floor.pid());
-        let client0 = server::cpu_of(std::process::id());
-        let started_us = load::now_us();
-        subs.set_phase(Phase::Measure(k));
-        let per_user = driver
-            .drive(rate, args.duration, |_| rng.random_range(0..users))
-            .await;
-        let sent: u64 = per_user.iter().sum();
-        drain(&subs, before, sent).await;
-        steps.push(StepRecord {
+        let step = reference_step(
+            &subs,
+            pid,
+            k,
             rate,
-            sent,
-            expected: sent,
-            started_us,
-            cpu: server::cpu_of(floor.pid()).saturating_sub(cpu0),
-            client_cpu: server::cpu_of(std::process::id()).saturating_sub(client0),
-            failed: driver.failed() - failed_before,
-            server: Default::default(),
-        });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+            async {
+                let per_user = driver
+                    .drive(rate, args.duration, |_| rng.random_range(0..users))
+                    .await;
+                let sent = per_user.iter().sum();
+                Ok(Sent {
+                    sent,
+                    expected: sent,
+                })
+            },
+            || driver.failed() - failed_before,
+        )
+        .await?;
+        steps.push(step);
     }
     let seen = subs.finish().await?;
     sim.stop();
