@@ -509,6 +509,30 @@ async fn concurrent_appenders_never_share_a_seq_and_ids_stay_unique() {
     .await;
 }
 
+/// Two servers on one SQLite file, each with its own appender: each one's appends follow the
+/// other's, with no seq reused, though each keeps the heads it wrote (`sqlite_append::Heads`).
+#[tokio::test]
+async fn two_servers_on_one_sqlite_file_follow_each_others_seqs() {
+    let dir = std::env::temp_dir().join(format!("chex-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("test directory");
+    let url = format!("sqlite://{}/chex.db?mode=rwc", dir.display());
+    let a = Store::connect(&url).await.expect("first server");
+    a.migrate().await.expect("migrate");
+    let b = Store::connect(&url).await.expect("second server");
+    let p = person(&a, "U7").await;
+    let t = now();
+    for (i, store) in [&a, &a, &b, &a, &b, &b, &a].into_iter().enumerate() {
+        let at = t + chrono::Duration::milliseconds(i as i64);
+        let got = store
+            .append_events(&[event(p, Presence::Away, at)])
+            .await
+            .expect("append");
+        assert_eq!(got[0].seq, i as i64 + 1, "append {i}");
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// sqlx-core 0.9.0 stopped setting `TCP_NODELAY`, and every multi-segment message to PostgreSQL
 /// could then wait 40 ms for a delayed ACK (vendor/README.md). The vendored fix must hold until a
 /// release carries it: every socket this process has open to the database has Nagle off.
