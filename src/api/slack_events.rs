@@ -1,5 +1,7 @@
 //! `POST /slack/events`: Slack's Events API. Verified, acknowledged at once, processed after.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -64,23 +66,25 @@ async fn handle(
     let Some(team) = env.team_id else {
         return refuse("no team_id: cannot pick a signing secret");
     };
+    // Shared, not copied: a copy of the connection's row and secret was a dozen allocations on
+    // every event.
     let cached = s
         .workspaces
         .get(&team)
         .filter(|w| w.at.elapsed() < WORKSPACE_TTL)
-        .map(|w| w.clone());
+        .map(|w| Arc::clone(&w));
     let ws = match cached {
         Some(w) => w,
         None => match s.store.connection_by_external_id("slack", &team).await {
             Ok(Some(c)) => {
-                let w = CachedWorkspace {
+                let w = Arc::new(CachedWorkspace {
                     at: std::time::Instant::now(),
                     signing_secret: c
                         .signing_secret_ciphertext
                         .as_deref()
                         .and_then(|sealed| s.secret_key.open(sealed).ok()),
                     connection: c,
-                };
+                });
                 s.workspaces.insert(team.clone(), w.clone());
                 w
             }
@@ -88,12 +92,12 @@ async fn handle(
             Err(e) => return ApiError::from(e).into_response(),
         },
     };
-    let conn = ws.connection;
-    let Some(secret) = ws.signing_secret else {
+    let conn = &ws.connection;
+    let Some(secret) = ws.signing_secret.as_deref() else {
         return refuse("workspace has no signing secret");
     };
     if let Err(e) = verify(
-        &secret,
+        secret,
         ts.as_deref(),
         sig.as_deref(),
         &body,
@@ -115,7 +119,7 @@ async fn handle(
     let Some(inner) = env.event else {
         return warp::reply::with_status(warp::reply(), StatusCode::OK).into_response();
     };
-    let event = match Event::parse(inner.get()) {
+    let event = match Event::read(inner) {
         Ok(e) => e,
         Err(e) => return malformed(format!("malformed event: {e}")),
     };
@@ -129,25 +133,26 @@ async fn handle(
     }
     METRICS.slack_events_received.inc();
     let at = happened_by(received, retry_num.is_some(), env.event_time);
-    let work = Work::new(event, &conn, at);
+    let work = Work::new(event, conn, at);
     // Most events are a known user's status edit, one push into the pipeline's queue: done here,
     // not in a task of its own, which was a spawn and one more wait for a core per change (the
     // users scenario's p99 a third lower with the writer's inline appends,
     // docs/benchmarks-history.md).
     if let Work::User(u) = &work
-        && try_ingest_known_user(&s.pipeline, &s.known_users, &conn, u)
+        && try_ingest_known_user(&s.pipeline, &s.known_users, conn, u)
     {
         return warp::reply::with_status(warp::reply(), StatusCode::OK).into_response();
     }
     // Anything else acknowledges now and is processed after: Slack wants a 2xx within 3 s. The
     // pipeline retries its own writes, so an acknowledged event is not lost to a slow database.
     tokio::spawn(async move {
+        let conn = &ws.connection;
         let mut wait = std::time::Duration::from_millis(100);
         for attempt in 1..=5 {
             let r = match &work {
-                Work::User(u) => ingest_user(&s.store, &s.pipeline, &s.known_users, &conn, u).await,
+                Work::User(u) => ingest_user(&s.store, &s.pipeline, &s.known_users, conn, u).await,
                 Work::Dnd { user, dnd, at } => {
-                    ingest_dnd(&s.store, &s.pipeline, &conn, user, dnd, *at).await
+                    ingest_dnd(&s.store, &s.pipeline, conn, user, dnd, *at).await
                 }
                 Work::Other(kind) => {
                     METRICS.slack_events_unknown.inc();

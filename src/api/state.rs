@@ -47,7 +47,7 @@ pub struct Shared {
     /// Workspace and opened signing secret per Slack team, for [`WORKSPACE_TTL`]: every pushed
     /// event needs both, and a database read plus an AES open per event is the slow part of
     /// the Events API path at thousands of events a second.
-    pub workspaces: Arc<dashmap::DashMap<String, CachedWorkspace>>,
+    pub workspaces: Arc<dashmap::DashMap<String, Arc<CachedWorkspace>>>,
     /// Events taken lately, so Slack's redelivery of one is dropped (`SeenEvents`).
     pub seen_events: crate::sources::slack::events::SeenEvents,
     /// The sources' HTTP pool: a Jira site's credentials are checked with it on upload.
