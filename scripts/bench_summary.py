@@ -58,6 +58,18 @@ if staged:
         cells = " | ".join(f"{med_extra(rs, f'server_{st}_p50_ms')} / {med_extra(rs, f'server_{st}_p99_ms')}"
                            for st in ["wait", "commit", "publish", "write"])
         print(f"| {sc} | {n} | {rate:g} | {cells} |")
+machine = [(k, rs) for k, rs in sorted(groups.items()) if any("machine_steal_pct" in r.get("extra", {}) for r in rs)]
+if machine:
+    # Each run's p99 beside what the machine did meanwhile: the share left idle, and the share the
+    # hypervisor took (steal), which makes a run measure the host rather than the code.
+    def each(rs, key):
+        vals = [r.get("extra", {}).get(key, r.get(key)) for r in rs]
+        return " / ".join("–" if v is None else f"{v:.1f}" for v in vals)
+    print()
+    print("| scenario | subscribers | changes/s | p99 ms, each run | machine idle %, each run | steal %, each run |")
+    print("|---|---|---|---|---|---|")
+    for (sc, n, t, rate), rs in machine:
+        print(f"| {sc} | {n} | {rate:g} | {each(rs, 'p99_ms')} | {each(rs, 'machine_idle_pct')} | {each(rs, 'machine_steal_pct')} |")
 if pipe:
     print()
     print("| pipeline figure | median | runs |")

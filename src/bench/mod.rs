@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::demo::DEMO_TEAM;
 use load::{Driver, Phase, Seen, Subscribers};
-use server::ServerProcess;
+use server::{MachineTicks, ServerProcess};
 
 pub use floor::serve as serve_floor;
 pub use floor_users::serve as serve_users_floor;
@@ -235,6 +235,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let failed_before = driver.failed();
         let cpu0 = srv.cpu();
         let client0 = server::cpu_of(std::process::id());
+        let machine0 = MachineTicks::now();
         let metrics0 = srv.scrape(&http).await?;
         let started_us = load::now_us();
         subs.set_phase(Phase::Measure(k));
@@ -258,10 +259,11 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         drain(&subs, before, expected).await;
         let cpu = srv.cpu().saturating_sub(cpu0);
         let client_cpu = server::cpu_of(std::process::id()).saturating_sub(client0);
+        let machine = MachineTicks::now();
         // What the server itself counted over the step: tells an event that was late (received
         // and committed, not delivered within the drain) from one that was lost.
         let metrics = srv.scrape(&http).await?;
-        let mut server = serde_json::Map::new();
+        let mut server = machine_shares(machine0, machine);
         for (name, metric) in SERVER_COUNTERS {
             let counted = metrics
                 .metric(metric)
@@ -309,6 +311,23 @@ struct StepRecord {
     failed: u64,
     /// The server's own counters over the step.
     server: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The machine's idle and steal shares over a step (`machine_idle_pct`, `machine_steal_pct`), the
+/// first of its extra figures; none where /proc/stat cannot be read.
+fn machine_shares(
+    before: Option<MachineTicks>,
+    after: Option<MachineTicks>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut extra = serde_json::Map::new();
+    if let Some((idle, steal)) = before
+        .zip(after)
+        .and_then(|(before, after)| after.shares_since(&before))
+    {
+        extra.insert("machine_idle_pct".into(), idle.into());
+        extra.insert("machine_steal_pct".into(), steal.into());
+    }
+    extra
 }
 
 /// Waits until everything expected arrived, or nothing more arrived for 3 s; then stops recording.
@@ -449,6 +468,7 @@ async fn reference_step(
     let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
     let cpu0 = server::cpu_of(pid);
     let client0 = server::cpu_of(std::process::id());
+    let machine0 = MachineTicks::now();
     let started_us = load::now_us();
     subs.set_phase(Phase::Measure(k));
     let Sent { sent, expected } = send.await?;
@@ -461,7 +481,7 @@ async fn reference_step(
         cpu: server::cpu_of(pid).saturating_sub(cpu0),
         client_cpu: server::cpu_of(std::process::id()).saturating_sub(client0),
         failed: failed(),
-        server: Default::default(),
+        server: machine_shares(machine0, MachineTicks::now()),
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(step)

@@ -295,6 +295,50 @@ fn stat_cpu(path: &std::path::Path) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The whole machine's CPU time so far, from the first line of /proc/stat (clock ticks): what the
+/// two processes of a step left idle, and what the hypervisor took. These VMs report steal time,
+/// and a step during which the host took a third of the CPUs measures the host, not Chex: the
+/// bench records both shares with every step so that such a run can be told apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineTicks {
+    pub idle: u64,
+    pub steal: u64,
+    pub total: u64,
+}
+
+impl MachineTicks {
+    pub fn now() -> Option<MachineTicks> {
+        MachineTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The `cpu` line: user nice system idle iowait irq softirq steal (guest time is already
+    /// counted in user and nice).
+    fn parse(stat: &str) -> Option<MachineTicks> {
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .take(8)
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let [_, _, _, idle, iowait, _, _, steal] = f[..] else {
+            return None;
+        };
+        Some(MachineTicks {
+            idle: idle + iowait,
+            steal,
+            total: f.iter().sum(),
+        })
+    }
+
+    /// Idle and steal, in percent of all the CPUs' time between `before` and `self`.
+    pub fn shares_since(&self, before: &MachineTicks) -> Option<(f64, f64)> {
+        let total = self.total.checked_sub(before.total).filter(|&t| t > 0)? as f64;
+        let pct =
+            |now: u64, then: u64| (now.saturating_sub(then) as f64 * 1000.0 / total).round() / 10.0;
+        Some((pct(self.idle, before.idle), pct(self.steal, before.steal)))
+    }
+}
+
 /// Raises this process's open-file limit as far as it may go (children inherit it): the hard
 /// limit for anyone, and past it up to 1,048,576 for root.
 pub fn raise_nofile() -> u64 {
@@ -324,6 +368,28 @@ pub fn raise_nofile() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machines_idle_and_steal_shares_come_from_proc_stat() {
+        let before = MachineTicks::parse("cpu  100 0 50 800 20 0 10 20 0 0\ncpu0 1 2 3\n");
+        assert_eq!(
+            before,
+            Some(MachineTicks {
+                idle: 820,
+                steal: 20,
+                total: 1000
+            })
+        );
+        // 1,000 ticks later: 300 busy, 400 idle, 100 waiting for the disk, 200 stolen.
+        let after = MachineTicks::parse("cpu  300 0 150 1200 120 0 10 220 0 0\n");
+        let (Some(before), Some(after)) = (before, after) else {
+            panic!("parsed")
+        };
+        assert_eq!(after.shares_since(&before), Some((50.0, 20.0)));
+        assert_eq!(before.shares_since(&before), None, "no time passed");
+        assert_eq!(MachineTicks::parse("intr 1 2 3\n"), None);
+        assert_eq!(MachineTicks::parse("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
 
     #[test]
     fn a_quantile_is_read_from_the_buckets_counted_between_two_scrapes() {

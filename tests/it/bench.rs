@@ -40,11 +40,16 @@ fn one_step(scenario: &str, subscribers: u32, rate: u32) -> Value {
     reports.into_iter().next().expect("a report")
 }
 
-fn assert_nothing_lost(r: &Value) {
+/// Nothing lost, and what the machine did meanwhile recorded (shares of its CPU time).
+fn assert_complete_step(r: &Value) {
     assert!(r["sent"].as_u64().expect("sent") > 0, "{r}");
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["delivered"], r["expected"], "{r}");
     assert_eq!(r["send_failures"], 0, "{r}");
+    for key in ["machine_idle_pct", "machine_steal_pct"] {
+        let pct = r["extra"][key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&pct), "{key}: {r}");
+    }
 }
 
 #[test]
@@ -63,7 +68,7 @@ fn team_fanout_delivers_every_change_to_every_subscriber() {
     ]);
     assert_eq!(reports.len(), 2, "one report per rate");
     for r in &reports {
-        assert_nothing_lost(r);
+        assert_complete_step(r);
         assert_eq!(r["subscribers"], 40);
         assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
     }
@@ -73,7 +78,7 @@ fn team_fanout_delivers_every_change_to_every_subscriber() {
 #[test]
 fn the_floor_server_delivers_every_change_to_every_subscriber() {
     let r = &one_step("floor", 40, 20);
-    assert_nothing_lost(r);
+    assert_complete_step(r);
     assert_eq!(r["scenario"], "floor");
     assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
     assert!(r["extra"]["client_cpu_us_per_delivery"].is_number(), "{r}");
@@ -84,7 +89,7 @@ fn the_floor_server_delivers_every_change_to_every_subscriber() {
 #[test]
 fn the_users_floor_commits_and_delivers_each_change_once() {
     let r = &one_step("users-floor", 30, 60);
-    assert_nothing_lost(r);
+    assert_complete_step(r);
     assert_eq!(r["scenario"], "users-floor");
     assert_eq!(r["topics"], 30);
     assert_eq!(r["expected"], r["sent"]);
@@ -98,7 +103,7 @@ fn the_users_floor_commits_and_delivers_each_change_once() {
 #[test]
 fn per_user_topics_deliver_each_change_once() {
     let r = &one_step("users", 30, 60);
-    assert_nothing_lost(r);
+    assert_complete_step(r);
     assert_eq!(r["topics"], 30);
     assert_eq!(r["expected"], r["sent"]);
     // Every delivery's latency was also split at the frame's observed_at: a frame the split
