@@ -379,6 +379,9 @@ pub mod testing {
         drop_dir: Option<std::path::PathBuf>,
     }
 
+    /// The database file of [`TestDb::sqlite_file`], in its directory.
+    const SQLITE_FILE: &str = "chex.db";
+
     impl TestDb {
         pub async fn sqlite() -> TestDb {
             let store = Store::connect("sqlite::memory:").await.expect("sqlite");
@@ -392,12 +395,18 @@ pub mod testing {
             let dir =
                 std::env::temp_dir().join(format!("chex-test-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&dir).expect("test directory");
-            let url = format!("sqlite://{}/chex.db?mode=rwc", dir.display());
+            let url = format!("sqlite://{}/{SQLITE_FILE}?mode=rwc", dir.display());
             let store = Store::connect(&url).await.expect("sqlite file");
             store.migrate().await.expect("migrate");
             let mut db = TestDb::wrap(store);
             db.drop_dir = Some(dir);
             db
+        }
+
+        /// The SQLite file of a [`TestDb::sqlite_file`], for a second store on it or a look at
+        /// its WAL.
+        pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+            self.drop_dir.as_ref().map(|d| d.join(SQLITE_FILE))
         }
 
         /// Wraps a store the caller opened (nothing is dropped at the end).

@@ -513,12 +513,12 @@ async fn concurrent_appenders_never_share_a_seq_and_ids_stay_unique() {
 /// other's, with no seq reused, though each keeps the heads it wrote (`sqlite_append::Heads`).
 #[tokio::test]
 async fn two_servers_on_one_sqlite_file_follow_each_others_seqs() {
-    let dir = std::env::temp_dir().join(format!("chex-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("test directory");
-    let url = format!("sqlite://{}/chex.db?mode=rwc", dir.display());
-    let a = Store::connect(&url).await.expect("first server");
-    a.migrate().await.expect("migrate");
-    let b = Store::connect(&url).await.expect("second server");
+    let db = TestDb::sqlite_file().await;
+    let path = db.sqlite_path().expect("a file");
+    let a = db.store.clone();
+    let b = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("second server");
     let p = person(&a, "U7").await;
     let t = now();
     for (i, store) in [&a, &a, &b, &a, &b, &b, &a].into_iter().enumerate() {
@@ -529,8 +529,6 @@ async fn two_servers_on_one_sqlite_file_follow_each_others_seqs() {
             .expect("append");
         assert_eq!(got[0].seq, i as i64 + 1, "append {i}");
     }
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// sqlx-core 0.9.0 stopped setting `TCP_NODELAY`, and every multi-segment message to PostgreSQL
@@ -615,17 +613,15 @@ fn peer_port(fd: i32) -> Option<u16> {
 /// 200,000 appends when checkpoints could not restart it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_wal_restarts_under_a_writer_that_never_pauses() {
-    let dir = std::env::temp_dir().join(format!("chex-wal-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let url = format!("sqlite://{}/chex.db?mode=rwc", dir.display());
-    let store = Store::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
+    let db = TestDb::sqlite_file().await;
+    let wal_path = db.sqlite_path().expect("a file").with_extension("db-wal");
+    let store = db.store.clone();
     let people = team_of(&store, "T1", 200).await;
     // The WAL header's checkpoint sequence number (bytes 12..16, big-endian) counts restarts.
     let restarts = || {
         use std::io::Read;
         let mut head = [0u8; 16];
-        std::fs::File::open(dir.join("chex.db-wal"))
+        std::fs::File::open(&wal_path)
             .and_then(|mut f| f.read_exact(&mut head))
             .map_or(0, |()| {
                 u32::from_be_bytes([head[12], head[13], head[14], head[15]])
@@ -655,7 +651,7 @@ async fn the_sqlite_wal_restarts_under_a_writer_that_never_pauses() {
         store.append_events(&batch).await.expect("append");
     }
     let after = restarts();
-    let wal = std::fs::metadata(dir.join("chex.db-wal")).map_or(0, |m| m.len());
+    let wal = std::fs::metadata(&wal_path).map_or(0, |m| m.len());
     assert_eq!(
         store
             .last_seqs(&people)
@@ -666,8 +662,6 @@ async fn the_sqlite_wal_restarts_under_a_writer_that_never_pauses() {
         written,
         "every event is stored"
     );
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{written} events in {:?}: WAL restarted {} times, {wal} B",
         started.elapsed(),
