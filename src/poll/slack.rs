@@ -604,9 +604,9 @@ impl KnownUsers {
     /// A hash of the record with the status fields and `updated` (bumped by each status edit)
     /// left out. They are moved out for the hash and back after, rather than hashing a copy of
     /// the record with them blanked: a copy was some thirty allocations per `user_change`.
-    /// foldhash, not the standard library's SipHash: a change detector kept in memory needs no
-    /// defence against chosen collisions (the input is Slack's, signed), and SipHash over a whole
-    /// profile was 4% of the request's CPU (users at 8,000/s, session 23).
+    /// Hashed with foldhash rather than the standard library's SipHash: a change detector kept
+    /// in memory needs no defence against chosen collisions (the input is Slack's, signed), and
+    /// SipHash over a whole profile was 4% of the request's CPU (users at 8,000/s, session 23).
     fn fingerprint(rec: &mut SlackUserRecord) -> u64 {
         use std::hash::BuildHasher;
         let text = std::mem::take(&mut rec.profile.status_text);
