@@ -446,8 +446,6 @@ async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     Ok(step_reports(&base, steps, &seen))
 }
 
-/// The users scenario's subscribers and schedule against the users floor. Slack's `users.list`,
-/// which the sender's events are built from, comes from a simulator in this process.
 /// What one step against a reference server sent: changes, and the deliveries they call for.
 struct Sent {
     sent: u64,
@@ -487,6 +485,8 @@ async fn reference_step(
     Ok(step)
 }
 
+/// The users scenario's subscribers and schedule against the users floor. Slack's `users.list`,
+/// which the sender's events are built from, comes from a simulator in this process.
 async fn users_floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     use crate::sim::slack::{SimOptions, SlackSim, WorkspaceSpec};
     let spec = WorkspaceSpec::new(DEMO_TEAM, args.subscribers);
