@@ -12,7 +12,15 @@ CHEX="$CARGO_TARGET_DIR/release/chex"
 # The pipeline scenario's PostgreSQL figure needs a server to write to (a scratch database on it).
 [ -n "${CHEX_TEST_DATABASE_URL:-}" ] || echo "CHEX_TEST_DATABASE_URL is not set: no PostgreSQL write figure (e.g. postgres://postgres@127.0.0.1:5432/postgres)" >&2
 : > "$OUT"
-run() { "$CHEX" bench "$@" | tee /dev/stderr | grep '^BENCH ' | sed "s/^BENCH //" >> "$OUT"; }
+# Every line to stderr through the shell's own descriptor: `tee /dev/stderr` opened the file anew
+# and truncated it, so under `nohup ... > log 2>&1` each step emptied what the steps before it had
+# logged, errors included (and `tee -a` wrote where the shell's next line then overwrote it).
+run() {
+  "$CHEX" bench "$@" | while IFS= read -r line; do
+    printf '%s\n' "$line" >&2
+    case "$line" in "BENCH "*) printf '%s\n' "${line#BENCH }" >> "$OUT" ;; esac
+  done
+}
 for i in $(seq 1 "$RUNS"); do
   echo "== run $i of $RUNS" >&2
   run --scenario team --subscribers 1000 --users 100 --rates 50 --duration 10

@@ -104,20 +104,7 @@ pub async fn serve() -> anyhow::Result<()> {
     let dir = scratch_dir(std::process::id());
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("floor.db");
-    // Chex's schema, by Chex's migrations; the appends below are the floor's own.
-    let store = crate::store::Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-        .await
-        .context("creating the floor's database")?;
-    store.migrate().await?;
-    drop(store);
-    let db = rusqlite::Connection::open(&path)?;
-    db.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = OFF;
-         PRAGMA cache_size = -32768;
-         PRAGMA wal_autocheckpoint = 0;",
-    )?;
+    let db = open_database(&path).await?;
 
     // Checkpoints off the writer's thread, as Chex runs them: without them the WAL grows by
     // ~16 KB per change, and at 8,000 changes/s the writer's writes stalled behind the kernel's
@@ -172,6 +159,25 @@ pub async fn serve() -> anyhow::Result<()> {
     tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().for_each(drop)).await?;
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// Creates the floor's database at `path` with Chex's schema, by Chex's migrations (the appends
+/// are the floor's own), and opens the writer's connection to it.
+async fn open_database(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    let store = crate::store::Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .context("creating the floor's database")?;
+    store.migrate().await?;
+    drop(store);
+    let db = rusqlite::Connection::open(path)?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -32768;
+         PRAGMA wal_autocheckpoint = 0;",
+    )?;
+    Ok(db)
 }
 
 /// Shakes hands, reads each subscriber's subscribe for its topic, and files the socket under it.
@@ -263,6 +269,14 @@ struct Profile {
     status_text: String,
 }
 
+/// What the floor's writer keeps of a user: its person, and its last entry's seq, text and time.
+struct Head {
+    card: Arc<PersonCard>,
+    seq: i64,
+    text: String,
+    at: Option<DateTime<Utc>>,
+}
+
 /// Group commits: everything queued goes into one transaction, then each change's frame goes to
 /// its subscriber.
 fn write_loop(
@@ -270,8 +284,8 @@ fn write_loop(
     mut db: rusqlite::Connection,
     subscribers: Arc<Mutex<HashMap<String, Peer>>>,
 ) -> anyhow::Result<()> {
-    // Per user: its person (id and card) and its last seq and text.
-    let mut people: HashMap<String, (Arc<PersonCard>, i64, String)> = HashMap::new();
+    // Per user: its person (id and card) and its last seq, text and time.
+    let mut people: HashMap<String, Head> = HashMap::new();
     let mut frame = Vec::new();
     let mut batch = Vec::new();
     let mut last_start = Instant::now();
@@ -295,25 +309,35 @@ fn write_loop(
             )?;
             for change in batch.drain(..) {
                 let next_id = people.len() as i64 + 1;
-                let (card, seq, last) = people
-                    .entry(change.user.clone())
-                    .or_insert_with(|| (card(next_id, &change.user), 0, String::new()));
-                *seq += 1;
-                let previous = serde_json::json!({ "text": last }).to_string();
+                let head = people.entry(change.user.clone()).or_insert_with(|| Head {
+                    card: card(next_id, &change.user),
+                    seq: 0,
+                    text: String::new(),
+                    at: None,
+                });
+                head.seq += 1;
+                // Chex's rule (`store::events::assign_seqs`): `(person, observed_at)` is unique,
+                // and two posts about one user can be read in the same microsecond by two of
+                // this floor's connection threads. Without the nudge the insert failed, the
+                // writer stopped, and the step lost the rest of its changes (73,817 of 80,000
+                // once at 8,000/s, session 24).
+                let at = head.at.map_or(change.observed_at, |last| {
+                    (last + chrono::Duration::microseconds(1)).max(change.observed_at)
+                });
+                head.at = Some(at);
+                let previous = serde_json::json!({ "text": head.text }).to_string();
                 insert.execute(rusqlite::params![
-                    card.id,
-                    *seq,
-                    change
-                        .observed_at
-                        .to_rfc3339_opts(SecondsFormat::AutoSi, false),
+                    head.card.id,
+                    head.seq,
+                    at.to_rfc3339_opts(SecondsFormat::AutoSi, false),
                     change.text,
                     previous,
                 ])?;
-                last.clone_from(&change.text);
+                head.text.clone_from(&change.text);
                 events.push(StatusEvent {
                     id: tx.last_insert_rowid(),
-                    person: card.clone(),
-                    seq: *seq,
+                    person: head.card.clone(),
+                    seq: head.seq,
                     status: Status {
                         text: change.text,
                         emoji: ":zap:".into(),
@@ -321,7 +345,7 @@ fn write_loop(
                     },
                     changed: vec![Field::Text],
                     previous: Default::default(),
-                    observed_at: change.observed_at,
+                    observed_at: at,
                     source: Source::Slack,
                 });
             }
@@ -359,4 +383,41 @@ fn card(id: i64, slack_user: &str) -> Arc<PersonCard> {
         display_name: slack_user.to_owned(),
         image_72: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two posts about one user, read by two connection threads in the same microsecond: both are
+    /// stored, a microsecond apart, and the writer goes on.
+    #[tokio::test]
+    async fn two_changes_to_one_user_in_one_microsecond_are_both_stored() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("chex-floor-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("floor.db");
+        let db = open_database(&path).await?;
+        let (tx, rx) = mpsc::channel();
+        let at = now();
+        for text in ["first", "second"] {
+            tx.send(Change {
+                user: "U1".into(),
+                text: text.into(),
+                observed_at: at,
+            })?;
+        }
+        drop(tx);
+        let writer = std::thread::spawn(move || write_loop(rx, db, Arc::default()));
+        let ended = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))?;
+        let stored: Vec<(i64, String)> = rusqlite::Connection::open(&path)?
+            .prepare("SELECT seq, status_text FROM status_events ORDER BY seq")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        std::fs::remove_dir_all(&dir)?;
+        ended?;
+        assert_eq!(stored, [(1, "first".into()), (2, "second".into())]);
+        Ok(())
+    }
 }
