@@ -20,7 +20,7 @@ pub mod outlet;
 pub use broker::{Broker, LocalBroker};
 pub use outlet::Outlet;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -76,6 +76,9 @@ struct Inner {
     fanout: OnceLock<Fanout>,
     /// Fan-out threads to start (0: one fewer than the cores).
     fanout_threads: usize,
+    /// Counts subscriptions made and dropped: while it stands still, who is watched has not
+    /// changed ([`Watched::version`]).
+    subscriptions_changed: AtomicU64,
 }
 
 /// One topic's channel.
@@ -130,6 +133,7 @@ impl Hub {
                 broker,
                 fanout: OnceLock::new(),
                 fanout_threads,
+                subscriptions_changed: AtomicU64::new(0),
             }),
         }
     }
@@ -227,6 +231,10 @@ impl Hub {
             Arc::make_mut(&mut channel.slots()).push(slot.clone());
         }
         METRICS.subscriptions.inc();
+        // After the receiver exists: a watcher that reads the old count reads it again later.
+        self.inner
+            .subscriptions_changed
+            .fetch_add(1, Ordering::Release);
         Subscription {
             topic: topic.to_owned(),
             rx: Some(rx),
@@ -439,6 +447,10 @@ impl Drop for Subscription {
         drop(self.rx.take());
         METRICS.subscriptions.dec();
         self.hub.release(&self.topic);
+        self.hub
+            .inner
+            .subscriptions_changed
+            .fetch_add(1, Ordering::Release);
     }
 }
 
@@ -471,6 +483,12 @@ pub struct Watched {
 impl Watched {
     pub fn team_watched(&self, team_id: &str) -> bool {
         self.hub.subscriber_count(&format!("team:{team_id}")) > 0
+    }
+
+    /// Changes whenever a subscription is made or dropped; read it before asking who is watched,
+    /// and the answer holds for as long as it stays the same.
+    pub fn version(&self) -> u64 {
+        self.hub.inner.subscriptions_changed.load(Ordering::Acquire)
     }
 
     /// People whose own topic has a subscriber.

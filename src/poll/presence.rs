@@ -6,7 +6,10 @@
 //!
 //! The people of a connection sit in a queue ordered by last poll, so a pick looks at the front
 //! rather than at everyone (a scan per pick was a quarter of a 50,000-person sweep's CPU), and
-//! who is watched is read from the hub once a second, not once per person per pick.
+//! who is watched is read from the hub at most once a second, not once per person per pick, and
+//! only when a subscription came or went or the people changed: with 10,000 people watched
+//! through topics of their own, reading it cost a runtime thread 3-5 ms every second, which the
+//! Slack events queued on its connections waited out (docs/benchmarks.md, session 24).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Deref;
@@ -45,6 +48,9 @@ pub struct People {
     /// People per Slack team: a watch view asks the hub about each team once, without walking
     /// everyone (which, once a second on 50,000 people, cost more than the sweep itself).
     teams: HashMap<String, usize>,
+    /// Counts the changes a [`WatchView`] depends on: someone new, a Slack id now another
+    /// person's, someone moved to another team.
+    membership: u64,
 }
 
 impl Deref for People {
@@ -60,6 +66,12 @@ impl People {
             .by_slack_id
             .get(&slack_id)
             .map(|old| (old.last_presence, old.card.clone()));
+        let moved = old
+            .as_ref()
+            .is_none_or(|(_, card)| card.id != t.card.id || card.team_id != t.card.team_id);
+        if moved {
+            self.membership += 1;
+        }
         match old {
             Some((last, card)) => {
                 self.requeue(&slack_id, last, t.last_presence);
@@ -126,6 +138,8 @@ pub struct WatchView {
     at: Instant,
     teams: HashSet<String>,
     people: HashSet<i64>,
+    /// What it was made from: the hub's [`Watched::version`] and the people's `membership`.
+    made_from: (u64, u64),
 }
 
 impl WatchView {
@@ -133,6 +147,7 @@ impl WatchView {
     /// directly in `people`.
     pub fn of(people: &mut People, watched: &Watched) -> WatchView {
         let view = WatchView {
+            made_from: (watched.version(), people.membership),
             at: Instant::now(),
             teams: people
                 .teams
@@ -152,6 +167,16 @@ impl WatchView {
 
     pub fn fresh(&self) -> bool {
         self.at.elapsed() < VIEW_TTL
+    }
+
+    /// Trusts the view for another [`VIEW_TTL`] when nothing it was made from has changed, and
+    /// makes it again otherwise.
+    pub fn renew(&mut self, people: &mut People, watched: &Watched) {
+        if (watched.version(), people.membership) == self.made_from {
+            self.at = Instant::now();
+        } else {
+            *self = WatchView::of(people, watched);
+        }
     }
 
     fn watches(&self, t: &Tracked) -> bool {
@@ -247,6 +272,7 @@ mod tests {
             at: Instant::now(),
             teams: teams.iter().map(|t| t.to_string()).collect(),
             people: people.iter().copied().collect(),
+            made_from: (0, p.membership),
         };
         p.watch_directly(&v.people);
         v
@@ -352,5 +378,52 @@ mod tests {
         p.insert("U2".into(), person(2, "T1"));
         assert!(WatchView::of(&mut p, &hub.watched()).teams.is_empty());
         assert!(!p.teams.contains_key("T2"));
+    }
+
+    #[test]
+    fn a_view_is_made_again_only_when_subscriptions_or_people_changed() {
+        let hub = crate::hub::Hub::default();
+        let watched = hub.watched();
+        let mut p = team_of(3);
+        let direct = |p: &People| {
+            p.direct
+                .iter()
+                .map(|(_, id)| id.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut v = WatchView::of(&mut p, &watched);
+        assert!(direct(&p).is_empty());
+
+        // A subscriber to U2's own topic.
+        let u2 = hub.subscribe(&PersonCard::topic_for(2));
+        v.renew(&mut p, &watched);
+        assert_eq!(direct(&p), ["U2"]);
+        // Nothing changed since: the view is kept as it is, not made again (which would put U2
+        // back).
+        p.direct.clear();
+        v.renew(&mut p, &watched);
+        assert!(direct(&p).is_empty());
+        v = WatchView::of(&mut p, &watched);
+
+        // A subscriber arrives before the person it watches: made again once they are there.
+        let _u4 = hub.subscribe(&PersonCard::topic_for(4));
+        v.renew(&mut p, &watched);
+        assert_eq!(direct(&p), ["U2"]);
+        p.insert("U4".into(), person(4, "T1"));
+        v.renew(&mut p, &watched);
+        assert_eq!(direct(&p), ["U2", "U4"]);
+
+        // A subscriber leaves.
+        drop(u2);
+        v.renew(&mut p, &watched);
+        assert_eq!(direct(&p), ["U4"]);
+
+        // Someone moves to a watched team.
+        let _t2 = hub.subscribe("team:T2");
+        v.renew(&mut p, &watched);
+        assert!(v.teams.is_empty());
+        p.insert("U1".into(), person(1, "T2"));
+        v.renew(&mut p, &watched);
+        assert!(v.teams.contains("T2"));
     }
 }

@@ -354,7 +354,7 @@ async fn presence_loop(conn: Arc<Conn>) {
         let pick = {
             let mut people = conn.people();
             if !view.fresh() {
-                view = WatchView::of(&mut people, &conn.ctx.watched);
+                view.renew(&mut people, &conn.ctx.watched);
             }
             next_presence(&people, &view, interval)
                 .filter(|(_, watched)| *watched || conn.ctx.intervals.unwatched_presence)
