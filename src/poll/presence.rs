@@ -147,6 +147,8 @@ impl WatchView {
     /// directly in `people`.
     pub fn of(people: &mut People, watched: &Watched) -> WatchView {
         let view = WatchView {
+            // Read first (fields are evaluated in order): a subscription made while the hub is
+            // being asked moves the version past this, and the next `renew` asks again.
             made_from: (watched.version(), people.membership),
             at: Instant::now(),
             teams: people
