@@ -269,12 +269,12 @@ struct Profile {
     status_text: String,
 }
 
-/// What the floor's writer keeps of a user: its person, and its last entry's seq, text and time.
+/// What the floor's writer keeps of a user: its person, its last entry's text, and that entry's
+/// seq and time.
 struct Head {
     card: Arc<PersonCard>,
-    seq: i64,
     text: String,
-    at: Option<DateTime<Utc>>,
+    last: Option<(i64, DateTime<Utc>)>,
 }
 
 /// Group commits: everything queued goes into one transaction, then each change's frame goes to
@@ -311,24 +311,20 @@ fn write_loop(
                 let next_id = people.len() as i64 + 1;
                 let head = people.entry(change.user.clone()).or_insert_with(|| Head {
                     card: card(next_id, &change.user),
-                    seq: 0,
                     text: String::new(),
-                    at: None,
+                    last: None,
                 });
-                head.seq += 1;
-                // Chex's rule (`store::events::assign_seqs`): `(person, observed_at)` is unique,
-                // and two posts about one user can be read in the same microsecond by two of
-                // this floor's connection threads. Without the nudge the insert failed, the
-                // writer stopped, and the step lost the rest of its changes (73,817 of 80,000
-                // once at 8,000/s, session 24).
-                let at = head.at.map_or(change.observed_at, |last| {
-                    (last + chrono::Duration::microseconds(1)).max(change.observed_at)
-                });
-                head.at = Some(at);
+                // Chex's rule (`store::next_entry`): `(person, observed_at)` is unique, and two
+                // posts about one user can be read in the same microsecond by two of this
+                // floor's connection threads. Without the nudge the insert failed, the writer
+                // stopped, and the step lost the rest of its changes (73,817 of 80,000 once at
+                // 8,000/s, session 24).
+                let (seq, at) = crate::store::next_entry(head.last, change.observed_at);
+                head.last = Some((seq, at));
                 let previous = serde_json::json!({ "text": head.text }).to_string();
                 insert.execute(rusqlite::params![
                     head.card.id,
-                    head.seq,
+                    seq,
                     at.to_rfc3339_opts(SecondsFormat::AutoSi, false),
                     change.text,
                     previous,
@@ -337,7 +333,7 @@ fn write_loop(
                 events.push(StatusEvent {
                     id: tx.last_insert_rowid(),
                     person: head.card.clone(),
-                    seq: head.seq,
+                    seq,
                     status: Status {
                         text: change.text,
                         emoji: ":zap:".into(),

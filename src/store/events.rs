@@ -294,17 +294,23 @@ pub(super) fn assign_seqs(
 ) -> Vec<(i64, DateTime<Utc>)> {
     let mut assigned = Vec::with_capacity(batch.len());
     for e in batch {
-        let (seq, at) = match last.get(&e.person_id) {
-            Some((seq, prev_at)) => (
-                seq + 1,
-                (*prev_at + Duration::microseconds(1)).max(e.observed_at),
-            ),
-            None => (1, e.observed_at),
-        };
+        let (seq, at) = next_entry(last.get(&e.person_id).copied(), e.observed_at);
         last.insert(e.person_id, (seq, at));
         assigned.push((seq, at));
     }
     assigned
+}
+
+/// The seq and timestamp of a person's entry observed at `observed_at`, after `last` (their
+/// latest, if any): one past its seq, and at least a microsecond after its time.
+pub(crate) fn next_entry(
+    last: Option<(i64, DateTime<Utc>)>,
+    observed_at: DateTime<Utc>,
+) -> (i64, DateTime<Utc>) {
+    match last {
+        Some((seq, at)) => (seq + 1, (at + Duration::microseconds(1)).max(observed_at)),
+        None => (1, observed_at),
+    }
 }
 
 /// The parts of a status other sources own, kept together as JSON in `status_events.extra`: they

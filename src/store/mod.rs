@@ -16,6 +16,8 @@ mod sqlite_append;
 
 pub use accounts::{ApiTokenRecord, NewAccount};
 pub use connections::{CheckPatch, NewCheck, NewConnection};
+/// The rule every appender numbers a person's entries by (the bench's users floor too).
+pub(crate) use events::next_entry;
 pub use events::{Appended, HistoryPage, NewEvent, Summary};
 pub use identities::{Identity, NewIdentity};
 pub use people::{PeopleFilter, PersonRow, SlackProfileRecord, SlackUserRecord};
