@@ -13,6 +13,7 @@ mod events_copy;
 mod identities;
 mod people;
 mod sqlite_append;
+pub mod sqlite_pcache;
 
 pub use accounts::{ApiTokenRecord, NewAccount};
 pub use connections::{CheckPatch, NewCheck, NewConnection};
@@ -256,6 +257,8 @@ impl Store {
     }
 
     async fn connect_with(url: &str, max: Option<u32>) -> Result<Store> {
+        // Before the first database this process opens: SQLite takes a page cache only then.
+        sqlite_pcache::install();
         let sqlite_file = url.starts_with("sqlite:") && !sqlite_in_memory(url);
         let db = Database::connect(options(url, max)).await?;
         // SQLite discards a connection's whole page cache when another connection has written
