@@ -49,15 +49,17 @@ if served:
 staged = [(k, rs) for k, rs in served if any("server_write_p99_ms" in r.get("extra", {}) for r in rs)]
 if staged:
     # The server's histograms of each stage (bucket bounds: "at most"): the wait for the pipeline's
-    # writer, a batch's commit, observation to publication, publication to the socket's flush.
+    # writer, a batch's commit, observation to publication, publication to the socket's flush; and
+    # the writer thread's CPU per change (since session 25; "–" before, and on PostgreSQL).
     print()
     print("| scenario | subscribers | changes/s | wait for the writer, p50 / p99 ms ≤ | commit, p50 / p99 ms ≤ "
-          "| observation → publication, p50 / p99 ms ≤ | publication → socket flushed, p50 / p99 ms ≤ |")
-    print("|---|---|---|---|---|---|---|")
+          "| observation → publication, p50 / p99 ms ≤ | publication → socket flushed, p50 / p99 ms ≤ "
+          "| writer thread CPU µs/change |")
+    print("|---|---|---|---|---|---|---|---|")
     for (sc, n, t, rate), rs in staged:
         cells = " | ".join(f"{med_extra(rs, f'server_{st}_p50_ms')} / {med_extra(rs, f'server_{st}_p99_ms')}"
                            for st in ["wait", "commit", "publish", "write"])
-        print(f"| {sc} | {n} | {rate:g} | {cells} |")
+        print(f"| {sc} | {n} | {rate:g} | {cells} | {med_extra(rs, 'server_writer_cpu_us_per_change')} |")
 machine = [(k, rs) for k, rs in sorted(groups.items()) if any("machine_steal_pct" in r.get("extra", {}) for r in rs)]
 if machine:
     # Each run's p99 beside what the machine did meanwhile: the share left idle, and the share the

@@ -234,6 +234,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
         let failed_before = driver.failed();
         let cpu0 = srv.cpu();
+        let writer0 = srv.writer_cpu();
         let client0 = server::cpu_of(std::process::id());
         let machine0 = MachineTicks::now();
         let metrics0 = srv.scrape(&http).await?;
@@ -264,6 +265,13 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         // and committed, not delivered within the drain) from one that was lost.
         let metrics = srv.scrape(&http).await?;
         let mut server = machine_shares(machine0, machine);
+        let writer = srv.writer_cpu().saturating_sub(writer0);
+        if !writer.is_zero() {
+            server.insert(
+                "server_writer_cpu_us_per_change".into(),
+                round3(writer.as_micros() as f64 / sent.max(1) as f64).into(),
+            );
+        }
         for (name, metric) in SERVER_COUNTERS {
             let counted = metrics
                 .metric(metric)

@@ -147,6 +147,18 @@ impl ServerProcess {
 
     /// CPU time of the simulators' thread.
     pub fn sims_cpu(&self) -> Duration {
+        self.thread_cpu(crate::demo::SIM_THREAD)
+    }
+
+    /// CPU time of the pipeline's writer thread (zero where the writer has no thread of its own:
+    /// on PostgreSQL). Every change passes through it in turn, and it is over half the server's
+    /// CPU in the users scenario (docs/benchmarks.md, "What session 25 tried").
+    pub fn writer_cpu(&self) -> Duration {
+        self.thread_cpu(crate::poll::pipeline::WRITER_THREAD)
+    }
+
+    /// CPU time of the server's threads named `name`.
+    fn thread_cpu(&self, name: &str) -> Duration {
         let pid = self.pid();
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return Duration::ZERO;
@@ -154,8 +166,7 @@ impl ServerProcess {
         tasks
             .filter_map(Result::ok)
             .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim() == crate::demo::SIM_THREAD)
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
             })
             .map(|t| stat_cpu(&t.path().join("stat")))
             .sum()

@@ -57,6 +57,8 @@ pub(crate) const COMMIT_SPACING: Duration = Duration::from_millis(2);
 const QUEUE: usize = 65_536;
 /// Commit attempts before a batch is counted as lost.
 const COMMIT_ATTEMPTS: u32 = 8;
+/// The name of the writer's thread where it has one ([`on_own_thread`]): the bench reads its CPU.
+pub const WRITER_THREAD: &str = "chex-pipeline";
 
 /// What a source saw about one person at one moment.
 #[derive(Clone, Debug)]
@@ -422,7 +424,7 @@ fn on_own_thread(
         .build()?;
     let (done, ended) = oneshot::channel::<()>();
     std::thread::Builder::new()
-        .name("chex-pipeline".into())
+        .name(WRITER_THREAD.into())
         .spawn(move || {
             runtime.block_on(run);
             drop(done);
