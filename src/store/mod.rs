@@ -14,6 +14,7 @@ mod identities;
 mod people;
 mod sqlite_append;
 pub mod sqlite_pcache;
+pub mod sqlite_wal_writes;
 
 pub use accounts::{ApiTokenRecord, NewAccount};
 pub use connections::{CheckPatch, NewCheck, NewConnection};

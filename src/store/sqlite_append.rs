@@ -62,7 +62,17 @@ impl Appender {
     /// in WAL mode, which the file keeps; the tables may come later (statements are prepared at
     /// the first append).
     pub(super) fn open(path: &Path) -> Result<Appender> {
-        let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
+        // Its WAL frames are written a commit at a time (`store::sqlite_wal_writes`).
+        let conn = if super::sqlite_wal_writes::register() {
+            rusqlite::Connection::open_with_flags_and_vfs(
+                path,
+                rusqlite::OpenFlags::default(),
+                super::sqlite_wal_writes::VFS_NAME,
+            )
+        } else {
+            rusqlite::Connection::open(path)
+        }
+        .map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         // As the sqlx pool's connections (`store::options`), and like the other write connection
         // it leaves checkpoints to `store::checkpoints`, off the commit path.
