@@ -364,132 +364,39 @@ passed_on!(check_reserved_lock, xCheckReservedLock, ffi::SQLITE_OK, (out: *mut c
 passed_on!(sector_size, xSectorSize, 4096, ());
 passed_on!(device_characteristics, xDeviceCharacteristics, 0, ());
 
-// The VFS's other methods: the wrapped VFS's, called with it.
-
-unsafe extern "C" fn delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync: c_int) -> c_int {
-    // SAFETY: the wrapped VFS's method, with SQLite's arguments.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xDelete
-            .map_or(ffi::SQLITE_IOERR_DELETE, |f| f(i, name, sync))
-    }
-}
-
-unsafe extern "C" fn access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xAccess
-            .map_or(ffi::SQLITE_IOERR_ACCESS, |f| f(i, name, flags, out))
-    }
-}
-
-unsafe extern "C" fn full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xFullPathname
-            .map_or(ffi::SQLITE_ERROR, |f| f(i, name, n, out))
-    }
-}
-
-unsafe extern "C" fn dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xDlOpen.map_or(null_mut(), |f| f(i, name))
-    }
-}
-
-unsafe extern "C" fn dl_error(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        if let Some(f) = (*i).xDlError {
-            f(i, n, out);
+/// The wrapped VFS's method, called with it and the arguments as they came; `$missing` where the
+/// wrapped VFS has none.
+macro_rules! forwarded {
+    ($name:ident, $method:ident, $missing:expr, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs, $($arg: $ty),*) -> $ret {
+            // SAFETY: this VFS's app data is the wrapped VFS (`register_now`), which lives as long
+            // as the process; the arguments are SQLite's.
+            unsafe {
+                let i = inner(vfs);
+                (*i).$method.map_or($missing, |f| f(i, $($arg),*))
+            }
         }
-    }
+    };
 }
 
 type DlSym = unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char);
 
-unsafe extern "C" fn dl_sym(
-    vfs: *mut ffi::sqlite3_vfs,
-    handle: *mut c_void,
-    symbol: *const c_char,
-) -> Option<DlSym> {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xDlSym.and_then(|f| f(i, handle, symbol))
-    }
-}
-
-unsafe extern "C" fn dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        if let Some(f) = (*i).xDlClose {
-            f(i, handle);
-        }
-    }
-}
-
-unsafe extern "C" fn randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xRandomness.map_or(0, |f| f(i, n, out))
-    }
-}
-
-unsafe extern "C" fn sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xSleep.map_or(0, |f| f(i, micros))
-    }
-}
-
-unsafe extern "C" fn current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xCurrentTime.map_or(ffi::SQLITE_ERROR, |f| f(i, out))
-    }
-}
-
-unsafe extern "C" fn get_last_error(
-    vfs: *mut ffi::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    // SAFETY: as in `delete`.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xGetLastError.map_or(0, |f| f(i, n, out))
-    }
-}
-
-unsafe extern "C" fn current_time_int64(vfs: *mut ffi::sqlite3_vfs, out: *mut i64) -> c_int {
-    // SAFETY: as in `delete`; the wrapped VFS is version 2 or more where this is called, since
-    // this one's version is no higher than it.
-    unsafe {
-        let i = inner(vfs);
-        (*i).xCurrentTimeInt64
-            .map_or(ffi::SQLITE_ERROR, |f| f(i, out))
-    }
-}
+forwarded!(delete, xDelete, ffi::SQLITE_IOERR_DELETE, (name: *const c_char, sync: c_int) -> c_int);
+forwarded!(access, xAccess, ffi::SQLITE_IOERR_ACCESS,
+    (name: *const c_char, flags: c_int, out: *mut c_int) -> c_int);
+forwarded!(full_pathname, xFullPathname, ffi::SQLITE_ERROR,
+    (name: *const c_char, n: c_int, out: *mut c_char) -> c_int);
+forwarded!(dl_open, xDlOpen, null_mut(), (name: *const c_char) -> *mut c_void);
+forwarded!(dl_error, xDlError, (), (n: c_int, out: *mut c_char) -> ());
+forwarded!(dl_sym, xDlSym, None,
+    (handle: *mut c_void, symbol: *const c_char) -> Option<DlSym>);
+forwarded!(dl_close, xDlClose, (), (handle: *mut c_void) -> ());
+forwarded!(randomness, xRandomness, 0, (n: c_int, out: *mut c_char) -> c_int);
+forwarded!(sleep, xSleep, 0, (micros: c_int) -> c_int);
+forwarded!(current_time, xCurrentTime, ffi::SQLITE_ERROR, (out: *mut f64) -> c_int);
+forwarded!(get_last_error, xGetLastError, 0, (n: c_int, out: *mut c_char) -> c_int);
+// This VFS's version is no higher than the wrapped one's, so the method exists where it is called.
+forwarded!(current_time_int64, xCurrentTimeInt64, ffi::SQLITE_ERROR, (out: *mut i64) -> c_int);
 
 #[cfg(test)]
 mod tests {
