@@ -7,8 +7,9 @@
 //! session 26 tried").
 //!
 //! This is a VFS that wraps the default one and changes one thing for WAL files: the frames a
-//! commit appends in order are held in memory and written in one `pwrite` with the commit frame.
-//! Every other file, and every other call, is the wrapped VFS's own. Only the appender's connection
+//! commit appends in order are held in memory and written with the commit frame, in writes of
+//! up to 31 pages ([`MAX_WRITE`]): two or three for such a commit instead of 80. Every other file,
+//! and every other call, is the wrapped VFS's own. Only the appender's connection
 //! opens its database through it (`store::sqlite_append`).
 //!
 //! What makes holding frames safe is where they may be read. A commit becomes visible to other
@@ -46,7 +47,7 @@ const MAX_WRITE: usize = 0x1f000;
 const _: () = assert!(MAX_WRITE <= 0x1ffff);
 
 /// Writes held and sent with others instead of going to the file on their own, since the process
-/// started: what the gathering saved, in system calls.
+/// started; less [`SENT`], what the gathering saved in system calls, give or take the splits.
 pub static HELD: AtomicU64 = AtomicU64::new(0);
 /// Writes that sent what was held.
 pub static SENT: AtomicU64 = AtomicU64::new(0);
