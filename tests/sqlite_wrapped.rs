@@ -128,16 +128,19 @@ fn append_with(
     }
 }
 
+/// Counts the rows `conn` sees.
+fn rows(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count")
+}
+
 /// Checks `conn` sees exactly the committed history.
 fn check(conn: &Connection, seqs: &HashMap<u64, i64>) {
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check");
     assert_eq!(integrity, "ok");
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(rows, seqs.values().sum::<i64>());
+    assert_eq!(rows(conn), seqs.values().sum::<i64>());
     let mut last = conn
         .prepare("SELECT person, max(seq), count(*) FROM events GROUP BY person")
         .expect("prepare");
@@ -152,6 +155,19 @@ fn check(conn: &Connection, seqs: &HashMap<u64, i64>) {
     for (person, seq) in seqs {
         assert_eq!(found.get(person), Some(&(*seq, *seq)), "person {person}");
     }
+}
+
+/// Checks both connections, then, with them closed, a new one.
+fn check_everywhere(
+    a: Connection,
+    b: Connection,
+    path: &std::path::Path,
+    seqs: &HashMap<u64, i64>,
+) {
+    check(&a, seqs);
+    check(&b, seqs);
+    drop((a, b));
+    check(&open(path), seqs);
 }
 
 /// Random inserts into a person-keyed index split and rebalance its pages (the balances that
@@ -180,10 +196,7 @@ fn history_written_through_the_wrapped_page_cache_reads_back_whole() {
             _ => append(&mut a, &mut rng, &mut seqs, 60, true),
         }
     }
-    check(&a, &seqs);
-    check(&b, &seqs);
-    drop((a, b));
-    check(&open(&path), &seqs);
+    check_everywhere(a, b, &path, &seqs);
     assert!(
         sqlite_pcache::SKIPPED.load(Ordering::Relaxed) > 0,
         "no drop was skipped: the wrapper is not in use"
@@ -192,12 +205,6 @@ fn history_written_through_the_wrapped_page_cache_reads_back_whole() {
         sqlite_pcache::PASSED_ON.load(Ordering::Relaxed) > 0,
         "no drop was passed on, not even after a rolled-back growth"
     );
-}
-
-/// Counts the rows `conn` sees.
-fn rows(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .expect("count")
 }
 
 /// A connection whose WAL frames are written a commit at a time, beside one on SQLite's own VFS
@@ -243,10 +250,7 @@ fn history_written_through_the_gathered_wal_writes_reads_back_whole() {
         }
         assert_eq!(rows(&b), seqs.values().sum::<i64>(), "round {round}");
     }
-    check(&a, &seqs);
-    check(&b, &seqs);
-    drop((a, b));
-    check(&open(&path), &seqs);
+    check_everywhere(a, b, &path, &seqs);
     assert!(
         sqlite_wal_writes::HELD.load(Ordering::Relaxed) > held_before,
         "no write was held: the VFS is not in use"

@@ -319,15 +319,19 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Sends what is held, then makes the wrapped file's call.
-macro_rules! after_send {
-    ($name:ident, $method:ident, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
+/// The wrapped file's call, with the arguments as they came; `$missing` where the wrapped file has
+/// no such method. With `sends`, what is held goes first: every call that reads or changes the
+/// file, or asks about its contents. Locks and the device's properties do not touch the data.
+macro_rules! wrapped {
+    ($sends:literal, $name:ident, $method:ident, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
             // SAFETY: as in `send`; the arguments are SQLite's, passed on as they came.
             unsafe {
-                let rc = send(file);
-                if rc != ffi::SQLITE_OK {
-                    return rc;
+                if $sends {
+                    let rc = send(file);
+                    if rc != ffi::SQLITE_OK {
+                        return rc;
+                    }
                 }
                 match methods(file).$method {
                     Some(m) => m(inner_file(file), $($arg),*),
@@ -338,32 +342,16 @@ macro_rules! after_send {
     };
 }
 
-after_send!(read, xRead, ffi::SQLITE_IOERR_READ, (buf: *mut c_void, amount: c_int, offset: i64));
-after_send!(truncate, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, (size: i64));
-after_send!(sync, xSync, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
-after_send!(file_size, xFileSize, ffi::SQLITE_IOERR_FSTAT, (size: *mut i64));
-after_send!(file_control, xFileControl, ffi::SQLITE_NOTFOUND, (op: c_int, arg: *mut c_void));
-
-/// Makes the wrapped file's call: locks and the device's properties do not touch the data.
-macro_rules! passed_on {
-    ($name:ident, $method:ident, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
-        unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
-            // SAFETY: `file` is an open WAL file of this VFS; the arguments are SQLite's.
-            unsafe {
-                match methods(file).$method {
-                    Some(m) => m(inner_file(file), $($arg),*),
-                    None => $missing,
-                }
-            }
-        }
-    };
-}
-
-passed_on!(lock, xLock, ffi::SQLITE_OK, (level: c_int));
-passed_on!(unlock, xUnlock, ffi::SQLITE_OK, (level: c_int));
-passed_on!(check_reserved_lock, xCheckReservedLock, ffi::SQLITE_OK, (out: *mut c_int));
-passed_on!(sector_size, xSectorSize, 4096, ());
-passed_on!(device_characteristics, xDeviceCharacteristics, 0, ());
+wrapped!(true, read, xRead, ffi::SQLITE_IOERR_READ, (buf: *mut c_void, amount: c_int, offset: i64));
+wrapped!(true, truncate, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, (size: i64));
+wrapped!(true, sync, xSync, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
+wrapped!(true, file_size, xFileSize, ffi::SQLITE_IOERR_FSTAT, (size: *mut i64));
+wrapped!(true, file_control, xFileControl, ffi::SQLITE_NOTFOUND, (op: c_int, arg: *mut c_void));
+wrapped!(false, lock, xLock, ffi::SQLITE_OK, (level: c_int));
+wrapped!(false, unlock, xUnlock, ffi::SQLITE_OK, (level: c_int));
+wrapped!(false, check_reserved_lock, xCheckReservedLock, ffi::SQLITE_OK, (out: *mut c_int));
+wrapped!(false, sector_size, xSectorSize, 4096, ());
+wrapped!(false, device_characteristics, xDeviceCharacteristics, 0, ());
 
 /// The wrapped VFS's method, called with it and the arguments as they came; `$missing` where the
 /// wrapped VFS has none.
