@@ -30,8 +30,10 @@ const STAMP: &str = "\"text\":\"bench ";
 /// shares.
 static FIND_STAMP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(STAMP));
 static FIND_CHANGED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"changed\":["));
-static FIND_OBSERVED: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new("\"observed_at\":\""));
+static FIND_OBSERVED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(OBSERVED_KEY));
+
+/// What precedes a status frame's `observed_at` value.
+const OBSERVED_KEY: &str = "\"observed_at\":\"";
 
 /// The send time to stamp a change with, above every stamp `last` has handed out: stamps are
 /// unique, so no change repeats the status it replaces.
@@ -76,7 +78,7 @@ pub struct Seen {
 }
 
 /// Phases the subscribers follow: record into step `k` while `Measure(k)`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum Phase {
     Idle,
     Measure(usize),
@@ -319,8 +321,7 @@ where
 
 /// A status frame's `observed_at`, in µs since the epoch.
 fn observed_at_us(frame: &str) -> Option<u64> {
-    const KEY: &str = "\"observed_at\":\"";
-    let rest = &frame[FIND_OBSERVED.find(frame.as_bytes())? + KEY.len()..];
+    let rest = &frame[FIND_OBSERVED.find(frame.as_bytes())? + OBSERVED_KEY.len()..];
     let at = chrono::DateTime::parse_from_rfc3339(&rest[..rest.find('"')?]).ok()?;
     u64::try_from(at.timestamp_micros()).ok()
 }

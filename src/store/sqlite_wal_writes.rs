@@ -458,7 +458,7 @@ mod tests {
         let page = vec![1u8; PAGE];
         // A one-page commit: nothing held to gather with.
         run(&mut held, &mut file, &header(5, 9), 32);
-        run(&mut held, &mut file, &page, 32 + 24);
+        run(&mut held, &mut file, &page, 32 + FRAME_HEADER as i64);
         // The WAL's own header, and a page overwritten in place by a later spill.
         run(&mut held, &mut file, &[0u8; 32], 0);
         run(&mut held, &mut file, &page, 1000);
@@ -531,7 +531,7 @@ mod tests {
         let frames = MAX_HELD / FRAME as usize + 1;
         for n in 0..frames {
             run(&mut held, &mut file, &header(n as u32 + 2, 0), at);
-            run(&mut held, &mut file, &page, at + 24);
+            run(&mut held, &mut file, &page, at + FRAME_HEADER as i64);
             at += FRAME;
         }
         // All of it sent once it passed the limit, in writes the wrapped VFS takes whole.
