@@ -1,7 +1,6 @@
 //! A small log-bucketed latency histogram: ~3% resolution from 1 µs to ~20 minutes in 700
-//! counters, so each of 20,000 subscribers can keep its own without contention or much memory.
-//! The counters are allocated at the first sample, so a step in which a subscriber saw nothing
-//! costs it nothing.
+//! counters. The counters are allocated at the first sample, so a histogram nothing was recorded
+//! in costs nothing.
 
 /// Bucket growth factor: each bucket is 3% wider than the last.
 const GROWTH: f64 = 1.03;

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -70,11 +70,86 @@ pub struct Step {
     pub last_us: u64,
 }
 
-/// What one subscriber saw, per step.
+/// What the subscribers saw, per step.
 #[derive(Default)]
 pub struct Seen {
     pub steps: Vec<Step>,
     pub resyncs: u64,
+}
+
+/// Sets of per-step histograms the subscribers record into, each subscriber into its runtime
+/// thread's set. Until session 28 each subscriber kept its own, which cost twice:
+/// - Their counters were allocated at a step's first sample, so the first change of a team step
+///   had each of 10,000 readers allocate and zero three histograms (84 MB of fresh pages) before
+///   reading on. At 5 and 10 changes/s (50 and 100 changes a step) that one late change was most
+///   of the slowest 1%: without it the p99 and the max fell by a quarter to a half, against Chex
+///   and the bare writer alike, and the p90 did not move (docs/benchmarks.md, session 28).
+/// - 10,000 subscribers' counters did not stay in cache: recording a frame was ~7% of the reader's
+///   CPU, mostly cache misses (session 27's profile). One set per thread stays in cache.
+///
+/// A shard's lock is contended only when two threads draw the same shard.
+struct Recorder {
+    shards: Vec<Shard>,
+}
+
+/// A shard's lock on a cache line of its own (128 bytes: adjacent-line prefetch pairs lines), so
+/// that two threads recording into neighbouring shards do not pass one line back and forth.
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Vec<Step>>);
+
+const RECORDER_SHARDS: usize = 8;
+
+/// Hands each thread that records its shard, in turn.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % RECORDER_SHARDS;
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            shards: (0..RECORDER_SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    /// A stamped frame received at `now` in step `k`, sent at `sent`, observed by the server at
+    /// `observed` when the frame says.
+    fn record(&self, k: usize, sent: u64, observed: Option<u64>, now: u64) {
+        let mut steps = self.shards[SHARD.with(|s| *s)]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if steps.len() <= k {
+            steps.resize(k + 1, Step::default());
+        }
+        let step = &mut steps[k];
+        step.latencies.record(now.saturating_sub(sent));
+        if let Some(observed) = observed {
+            step.to_server.record(observed.saturating_sub(sent));
+            step.from_server.record(now.saturating_sub(observed));
+        }
+        step.last_us = step.last_us.max(now);
+    }
+
+    /// Every shard's steps, merged.
+    fn merged(&self) -> Vec<Step> {
+        let mut all: Vec<Step> = Vec::new();
+        for shard in &self.shards {
+            let steps = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if all.len() < steps.len() {
+                all.resize(steps.len(), Step::default());
+            }
+            for (a, b) in all.iter_mut().zip(steps.iter()) {
+                a.latencies.merge(&b.latencies);
+                a.to_server.merge(&b.to_server);
+                a.from_server.merge(&b.from_server);
+                a.last_us = a.last_us.max(b.last_us);
+            }
+        }
+        all
+    }
 }
 
 /// Phases the subscribers follow: record into step `k` while `Measure(k)`.
@@ -109,8 +184,10 @@ impl SharedPhase {
 
 /// Connections open and subscribed, reading in their own tasks.
 pub struct Subscribers {
-    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Seen>>>,
+    /// Each returns the resyncs its subscriber was sent.
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<u64>>>,
     phase: Arc<SharedPhase>,
+    recorder: Arc<Recorder>,
     /// One per task: sent (or dropped) to close its socket and hand back what it saw.
     stops: Vec<oneshot::Sender<()>>,
     /// Stamped frames received by all subscribers together, to tell when a step has drained.
@@ -138,6 +215,7 @@ impl Subscribers {
         topics: Vec<String>,
     ) -> anyhow::Result<Subscribers> {
         let phase = Arc::new(SharedPhase::default());
+        let recorder = Arc::new(Recorder::new());
         let host = ws_url
             .trim_start_matches("ws://")
             .split('/')
@@ -155,6 +233,7 @@ impl Subscribers {
         for (i, topic) in topics.into_iter().enumerate() {
             let url = url.clone();
             let phase = phase.clone();
+            let recorder = recorder.clone();
             let (stop_tx, stop) = oneshot::channel();
             stops.push(stop_tx);
             let ready_one = ready.clone();
@@ -174,7 +253,7 @@ impl Subscribers {
                     Some(subscriber_config()),
                 )
                 .await?;
-                subscriber(ws, topic, phase, stop, ready_one, received).await
+                subscriber(ws, topic, phase, recorder, stop, ready_one, received).await
             }));
             if i % 500 == 499 {
                 while ready.load(Ordering::Relaxed) + 200 < (i + 1) as u64 {
@@ -203,6 +282,7 @@ impl Subscribers {
         Ok(Subscribers {
             tasks,
             phase,
+            recorder,
             stops,
             received,
         })
@@ -221,21 +301,14 @@ impl Subscribers {
         for stop in self.stops {
             let _ = stop.send(());
         }
-        let mut all = Seen::default();
+        let mut resyncs = 0;
         for t in self.tasks {
-            let s = t.await??;
-            if all.steps.len() < s.steps.len() {
-                all.steps.resize(s.steps.len(), Step::default());
-            }
-            for (a, b) in all.steps.iter_mut().zip(&s.steps) {
-                a.latencies.merge(&b.latencies);
-                a.to_server.merge(&b.to_server);
-                a.from_server.merge(&b.from_server);
-                a.last_us = a.last_us.max(b.last_us);
-            }
-            all.resyncs += s.resyncs;
+            resyncs += t.await??;
         }
-        Ok(all)
+        Ok(Seen {
+            steps: self.recorder.merged(),
+            resyncs,
+        })
     }
 }
 
@@ -253,10 +326,11 @@ async fn subscriber<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
     topic: String,
     phase: Arc<SharedPhase>,
+    recorder: Arc<Recorder>,
     mut stop: oneshot::Receiver<()>,
     ready: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
-) -> anyhow::Result<Seen>
+) -> anyhow::Result<u64>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -273,7 +347,7 @@ where
         }
     }
     ready.fetch_add(1, Ordering::Relaxed);
-    let mut seen = Seen::default();
+    let mut resyncs = 0;
     loop {
         tokio::select! {
             // The socket first: the stop is polled only once it has nothing to read, and a
@@ -290,21 +364,12 @@ where
                         if let Ok(sent) = digits[..end].parse::<u64>()
                             && let Phase::Measure(k) = phase.get()
                         {
-                            if seen.steps.len() <= k {
-                                seen.steps.resize(k + 1, Step::default());
-                            }
                             let now = now_us();
-                            let step = &mut seen.steps[k];
-                            step.latencies.record(now.saturating_sub(sent));
-                            if let Some(observed) = observed_at_us(t) {
-                                step.to_server.record(observed.saturating_sub(sent));
-                                step.from_server.record(now.saturating_sub(observed));
-                            }
-                            step.last_us = now;
+                            recorder.record(k, sent, observed_at_us(t), now);
                             received.fetch_add(1, Ordering::Relaxed);
                         }
                     } else if t.contains("\"resync\"") {
-                        seen.resyncs += 1;
+                        resyncs += 1;
                     }
                 }
                 Some(Ok(_)) => {}
@@ -313,7 +378,7 @@ where
             },
             _ = &mut stop => {
                 let _ = ws.close(None).await;
-                return Ok(seen);
+                return Ok(resyncs);
             }
         }
     }
@@ -496,6 +561,35 @@ pub async fn open_loop(rate: f64, secs: f64, mut fire: impl FnMut(u64)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_recorded_on_several_threads_merge_into_one_step() {
+        let recorder = Arc::new(Recorder::new());
+        let threads: Vec<_> = (0..RECORDER_SHARDS + 3)
+            .map(|i| {
+                let recorder = recorder.clone();
+                std::thread::spawn(move || {
+                    for n in 0..100u64 {
+                        recorder.record(1, 1_000, Some(1_000 + n), 2_000 + i as u64);
+                    }
+                    recorder.record(0, 1_000, None, 1_500);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("recording thread");
+        }
+        let steps = recorder.merged();
+        let threads = (RECORDER_SHARDS + 3) as u64;
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].latencies.count(), threads);
+        assert_eq!(steps[0].to_server.count(), 0);
+        assert_eq!(steps[0].last_us, 1_500);
+        assert_eq!(steps[1].latencies.count(), 100 * threads);
+        assert_eq!(steps[1].from_server.count(), 100 * threads);
+        assert_eq!(steps[1].to_server.max_us(), 99);
+        assert_eq!(steps[1].last_us, 2_000 + threads - 1);
+    }
 
     #[test]
     fn a_frames_observation_time_is_read_to_the_microsecond() {
