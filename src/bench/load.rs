@@ -80,10 +80,10 @@ pub struct Seen {
 /// Sets of per-step histograms the subscribers record into, each subscriber into its runtime
 /// thread's set. Until session 28 each subscriber kept its own, which cost twice:
 /// - Their counters were allocated at a step's first sample, so the first change of a team step
-///   had each of 10,000 readers allocate and zero three histograms (84 MB of fresh pages) before
+///   had each of 10,000 readers allocate and zero three histograms (84 MB in all) before
 ///   reading on. At 5 and 10 changes/s (50 and 100 changes a step) that one late change was most
 ///   of the slowest 1%: without it the p99 and the max fell by a quarter to a half, against Chex
-///   and the bare writer alike, and the p90 did not move (docs/benchmarks.md, session 28).
+///   and the bare writer alike, and the p50 did not move (docs/benchmarks.md, session 28).
 /// - 10,000 subscribers' counters did not stay in cache: recording a frame was ~7% of the reader's
 ///   CPU, mostly cache misses (session 27's profile). One set per thread stays in cache.
 ///
