@@ -188,7 +188,7 @@ pub struct Subscribers {
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<u64>>>,
     phase: Arc<SharedPhase>,
     recorder: Arc<Recorder>,
-    /// One per task: sent (or dropped) to close its socket and hand back what it saw.
+    /// One per task: sent (or dropped) to close its socket and end the task.
     stops: Vec<oneshot::Sender<()>>,
     /// Stamped frames received by all subscribers together, to tell when a step has drained.
     pub received: Arc<AtomicU64>,
