@@ -90,6 +90,8 @@ pub struct Seen {
 /// A shard's lock is contended only when two threads draw the same shard.
 struct Recorder {
     shards: Vec<Shard>,
+    /// Frames recorded so far, across every shard, to tell when a step has drained.
+    received: AtomicU64,
 }
 
 /// A shard's lock on a cache line of its own (128 bytes: adjacent-line prefetch pairs lines), so
@@ -111,6 +113,7 @@ impl Recorder {
     fn new() -> Recorder {
         Recorder {
             shards: (0..RECORDER_SHARDS).map(|_| Shard::default()).collect(),
+            received: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +134,8 @@ impl Recorder {
             step.from_server.record(now.saturating_sub(observed));
         }
         step.last_us = step.last_us.max(now);
+        drop(steps);
+        self.received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every shard's steps, merged.
@@ -190,8 +195,6 @@ pub struct Subscribers {
     recorder: Arc<Recorder>,
     /// One per task: sent (or dropped) to close its socket and end the task.
     stops: Vec<oneshot::Sender<()>>,
-    /// Stamped frames received by all subscribers together, to tell when a step has drained.
-    pub received: Arc<AtomicU64>,
 }
 
 /// A local source address for connection `i`: 20,000 per address so that past ~28k connections
@@ -225,7 +228,6 @@ impl Subscribers {
         let server: SocketAddr = host.parse().context("server address")?;
         let url = format!("{ws_url}?access_token={token}");
         let ready = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::with_capacity(topics.len());
         let mut stops = Vec::with_capacity(topics.len());
         // Opened in waves so the accept queue never overflows.
@@ -237,7 +239,6 @@ impl Subscribers {
             let (stop_tx, stop) = oneshot::channel();
             stops.push(stop_tx);
             let ready_one = ready.clone();
-            let received = received.clone();
             tasks.push(tokio::spawn(async move {
                 let socket = TcpSocket::new_v4()?;
                 // Binding picks the port itself, and without this it will not take one that a
@@ -253,7 +254,7 @@ impl Subscribers {
                     Some(subscriber_config()),
                 )
                 .await?;
-                subscriber(ws, topic, phase, recorder, stop, ready_one, received).await
+                subscriber(ws, topic, phase, recorder, stop, ready_one).await
             }));
             if i % 500 == 499 {
                 while ready.load(Ordering::Relaxed) + 200 < (i + 1) as u64 {
@@ -284,12 +285,16 @@ impl Subscribers {
             phase,
             recorder,
             stops,
-            received,
         })
     }
 
     pub fn count(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// Stamped frames received by all subscribers together, to tell when a step has drained.
+    pub fn received(&self) -> u64 {
+        self.recorder.received.load(Ordering::Relaxed)
     }
 
     pub fn set_phase(&self, p: Phase) {
@@ -329,7 +334,6 @@ async fn subscriber<S>(
     recorder: Arc<Recorder>,
     mut stop: oneshot::Receiver<()>,
     ready: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
 ) -> anyhow::Result<u64>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -366,7 +370,6 @@ where
                         {
                             let now = now_us();
                             recorder.record(k, sent, observed_at_us(t), now);
-                            received.fetch_add(1, Ordering::Relaxed);
                         }
                     } else if t.contains("\"resync\"") {
                         resyncs += 1;
@@ -581,6 +584,7 @@ mod tests {
         }
         let steps = recorder.merged();
         let threads = (RECORDER_SHARDS + 3) as u64;
+        assert_eq!(recorder.received.load(Ordering::Relaxed), 101 * threads);
         assert_eq!(steps.len(), 2);
         assert_eq!(steps[0].latencies.count(), threads);
         assert_eq!(steps[0].to_server.count(), 0);

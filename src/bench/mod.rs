@@ -231,7 +231,7 @@ async fn fanout(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut steps = Vec::new();
     for (k, &rate) in args.rates.iter().enumerate() {
-        let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+        let before = subs.received();
         let failed_before = driver.failed();
         let cpu0 = srv.cpu();
         let writer0 = srv.writer_cpu();
@@ -342,7 +342,7 @@ fn machine_shares(
 async fn drain(subs: &Subscribers, before: u64, expected: u64) {
     let mut last = (before, Instant::now());
     loop {
-        let got = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+        let got = subs.received();
         if got - before >= expected {
             break;
         }
@@ -471,7 +471,7 @@ async fn reference_step(
     send: impl Future<Output = anyhow::Result<Sent>>,
     failed: impl FnOnce() -> u64,
 ) -> anyhow::Result<StepRecord> {
-    let before = subs.received.load(std::sync::atomic::Ordering::Relaxed);
+    let before = subs.received();
     let cpu0 = server::cpu_of(pid);
     let client0 = server::cpu_of(std::process::id());
     let machine0 = MachineTicks::now();
