@@ -306,24 +306,30 @@ fn sweep(share: &Share, window: &mut VecDeque<Arc<Job>>, mut queue: Option<&mut 
 /// sockets between.
 fn warm_ahead(slots: &[Arc<Slot>], at: usize, step: usize) {
     if let Some(slot) = slots.get(at + 4 * step) {
-        prefetch(Arc::as_ptr(slot).cast());
+        prefetch(Arc::as_ptr(slot));
     }
     if let Some(outlet) = slots.get(at + 2 * step).and_then(|s| s.outlet.as_ref()) {
-        let outlet = Arc::as_ptr(outlet).cast::<u8>();
-        // Its state and its socket's descriptor span two cache lines.
-        prefetch(outlet);
-        prefetch(outlet.wrapping_add(64));
+        prefetch(Arc::as_ptr(outlet));
     }
 }
 
+/// Prefetches every cache line `*p` covers: where an allocation starts within a line is the
+/// allocator's choice, so a 120-byte outlet may lie across three lines, and a 32-byte slot across
+/// two.
 #[inline(always)]
-fn prefetch(p: *const u8) {
-    // SAFETY: a prefetch is a hint: it cannot fault whatever the address, and the program never
-    // sees what it loads. SSE, which it needs, is part of x86_64's baseline.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+fn prefetch<T>(p: *const T) {
+    let size = std::mem::size_of::<T>().max(1);
+    let first = p.cast::<u8>();
+    for offset in (0..size).step_by(64).chain([size - 1]) {
+        // SAFETY: a prefetch is a hint: it cannot fault whatever the address, and the program
+        // never sees what it loads. SSE, which it needs, is part of x86_64's baseline.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                first.wrapping_add(offset).cast(),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = first.wrapping_add(offset);
+    }
 }
