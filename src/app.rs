@@ -194,36 +194,11 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// and a 1 MB snapshot written in 2 KB pieces took 25 s. warp takes a plain listener and offers
 /// no hook per accepted socket, hence the listener.
 fn no_delay(listener: &TcpListener) {
-    if let Err(error) = set_int_option(listener, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1) {
+    if let Err(error) = socket2::SockRef::from(listener).set_tcp_nodelay(true) {
         tracing::warn!(
             %error,
             "could not set TCP_NODELAY; small frames may wait for ACKs"
         );
-    }
-}
-
-/// `setsockopt` of an integer option on `socket`, for the options tokio does not expose.
-pub(crate) fn set_int_option(
-    socket: &impl std::os::fd::AsRawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> std::io::Result<()> {
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the fd is owned by
-    // `socket`, which outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -99,11 +99,9 @@ pub fn serve() -> anyhow::Result<()> {
 /// std listens with a backlog of 128, and one thread accepts: the bench opens sockets 200 ahead
 /// of their replies, and an overflowing queue resets connections. Listening again resizes it.
 pub(super) fn listen_deep(listener: &TcpListener) -> anyhow::Result<()> {
-    // SAFETY: `listen` on a socket the caller owns and keeps open.
-    if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(listener), 4096) } != 0 {
-        anyhow::bail!("listen: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+    socket2::SockRef::from(listener)
+        .listen(4096)
+        .context("listen")
 }
 
 /// Accepts subscribers, shakes hands, answers the subscribe, and hands the raw socket to a writer.

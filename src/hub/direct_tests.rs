@@ -28,9 +28,9 @@ pub(super) async fn tcp_pair(small: bool) -> (TcpStream, TcpStream) {
 }
 
 fn shrink(tcp: &TcpStream) {
-    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        crate::app::set_int_option(tcp, libc::SOL_SOCKET, opt, 4096).expect("setsockopt");
-    }
+    let socket = socket2::SockRef::from(tcp);
+    socket.set_send_buffer_size(4096).expect("SO_SNDBUF");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
 }
 
 async fn client(tcp: TcpStream) -> WebSocketStream<TcpStream> {

@@ -109,25 +109,17 @@ impl Outlet {
         }
     }
 
-    /// One non-blocking `writev(2)` on the socket, past tokio's readiness check.
+    /// One non-blocking `sendmsg(2)` on the socket, past tokio's readiness check.
     ///
     /// tokio's `try_write_vectored` first reads the socket's readiness from its registration: a
     /// third cache line per socket, after the slot's and the outlet's, and on a large topic's
     /// sweep a miss every time (a profile of 10,000 sockets put half of `try_io`'s time on that
     /// one load). The check only saves a system call on a socket already known to be full, which
     /// the sweep hands back to its task either way; and a readiness left stale by a refused write
-    /// here costs the task one `write` that finds `WouldBlock` before it waits.
+    /// here costs the task one `write` that finds `WouldBlock` before it waits. `MSG_NOSIGNAL`:
+    /// a peer gone away is an `EPIPE` for the caller, not a signal for whatever embeds the hub.
     fn writev(&self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let count = libc::c_int::try_from(slices.len()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: writev(2) on a descriptor `tcp` owns and keeps open; `IoSlice` is ABI-compatible
-        // with `iovec`, and the slices outlive the call.
-        let n = unsafe { libc::writev(self.tcp.as_raw_fd(), slices.as_ptr().cast(), count) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        socket2::SockRef::from(&self.tcp).send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
     }
 
     /// Waits out a publisher in the middle of its `write` (a few microseconds). After a
@@ -302,14 +294,7 @@ impl AsyncWrite for TaskIo {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: shutdown(2) on a descriptor `tcp` owns and keeps open; no memory is passed.
-        let rc = unsafe { libc::shutdown(this.outlet.tcp.as_raw_fd(), libc::SHUT_WR) };
-        Poll::Ready(if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        })
+        Poll::Ready(socket2::SockRef::from(&this.outlet.tcp).shutdown(std::net::Shutdown::Write))
     }
 }
 
