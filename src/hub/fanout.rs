@@ -6,7 +6,7 @@
 //! (one fewer than the cores by default: [`Fanout::start`]), each taking every n-th subscriber,
 //! and the pipeline goes on committing.
 //!
-//! A thread sweeps its share of a topic's subscribers, and each socket gets, in one `writev`,
+//! A thread sweeps its share of a topic's subscribers, and each socket gets, in one `sendmsg`,
 //! every queued frame it has not been handed, newest included: changes that arrive during a
 //! sweep join it for the sockets still ahead, and the sockets behind get them on the next sweep.
 //! That is how a socket's task reading a backlog from its ring batches too. One `write` per

@@ -75,7 +75,7 @@ impl Outlet {
         self.state.store(IDLE, SeqCst);
     }
 
-    /// Writes `frames` with one non-blocking `writev`; the caller holds the socket
+    /// Writes `frames` with one non-blocking `sendmsg`; the caller holds the socket
     /// ([`Self::try_take`]). `false` when nothing went out (a full socket buffer, or an error the
     /// task will meet on its next write): the caller still holds the socket then. Frames that
     /// went out in part are `true`: their rest is owed, the task is told, and the socket is the
@@ -87,7 +87,7 @@ impl Outlet {
             *slice = io::IoSlice::new(frame);
         }
         let total: usize = frames.iter().map(|f| f.len()).sum();
-        match self.writev(&slices[..frames.len()]) {
+        match self.send(&slices[..frames.len()]) {
             Ok(n) if n == total => {
                 self.put_back();
                 true
@@ -118,7 +118,7 @@ impl Outlet {
     /// the sweep hands back to its task either way; and a readiness left stale by a refused write
     /// here costs the task one `write` that finds `WouldBlock` before it waits. `MSG_NOSIGNAL`:
     /// a peer gone away is an `EPIPE` for the caller, not a signal for whatever embeds the hub.
-    fn writev(&self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    fn send(&self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
         socket2::SockRef::from(&self.tcp).send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
     }
 
