@@ -7,6 +7,12 @@
 //! bench's own, timing frames exactly as they time Chex's. So `chex p99 / floor p99` from one
 //! run says how much of a latency figure is Chex and how much is the kernel's loopback path and
 //! the load generator sharing the cores; across machines, only that ratio is comparable.
+//!
+//! Its `subscribed` carries a snapshot of the team as Chex's does (one status event per person,
+//! `--users` of them), not an empty one: the subscriber's kernel sizes its delayed ACKs by the
+//! largest segment the connection has received, and after a snapshot's large segment it ACKs each
+//! smaller status frame as soon as it is read. Until session 30 the floor's empty snapshot spared
+//! its subscribers that ACK, a fifth of the load generator's CPU per frame read from Chex.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,6 +26,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, now};
 
+/// The environment variable that tells the child how many people its snapshot holds.
+const TEAM_VAR: &str = "CHEX_FLOOR_TEAM";
+
 /// The floor server as a child process (`chex bench-floor`), so that, like Chex's, its sockets
 /// and CPU are its own; killed on drop.
 pub struct FloorProcess {
@@ -29,9 +38,11 @@ pub struct FloorProcess {
 }
 
 impl FloorProcess {
-    pub fn spawn() -> anyhow::Result<FloorProcess> {
+    /// Starts the floor server, its subscribers' snapshot holding `team` people.
+    pub fn spawn(team: usize) -> anyhow::Result<FloorProcess> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("bench-floor")
+            .env(TEAM_VAR, team.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -68,6 +79,11 @@ pub fn serve() -> anyhow::Result<()> {
     listen_deep(&listener)?;
     println!("ws://{}/ws", listener.local_addr()?);
     std::io::stdout().flush()?;
+    let team = std::env::var(TEAM_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let subscribed = subscribed_reply(team);
     let mut stamps = Vec::new();
     let mut lists = Vec::new();
     // One writer per core, as tokio starts one worker per core for Chex.
@@ -84,7 +100,7 @@ pub fn serve() -> anyhow::Result<()> {
     }
     std::thread::Builder::new()
         .name("chex-floor-accept".into())
-        .spawn(move || accept_loop(listener, lists))?;
+        .spawn(move || accept_loop(listener, lists, &subscribed))?;
     for line in std::io::stdin().lock().lines() {
         let Ok(stamp) = line?.trim().parse::<u64>() else {
             continue;
@@ -105,11 +121,11 @@ pub(super) fn listen_deep(listener: &TcpListener) -> anyhow::Result<()> {
 }
 
 /// Accepts subscribers, shakes hands, answers the subscribe, and hands the raw socket to a writer.
-fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>) {
+fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>, subscribed: &str) {
     let mut next = 0;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        match subscribe(stream) {
+        match subscribe(stream, subscribed) {
             Ok((raw, _topic)) => {
                 if let Ok(mut l) = lists[next % lists.len()].lock() {
                     l.push(raw);
@@ -124,9 +140,9 @@ fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>) {
 /// A subscribed socket; frames are written to it raw (`get_mut`), past tungstenite.
 pub(super) type Peer = tungstenite::WebSocket<TcpStream>;
 
-/// Shakes hands and answers the subscriber's subscribe; returns the socket and the first topic
-/// it named.
-pub(super) fn subscribe(stream: TcpStream) -> anyhow::Result<(Peer, String)> {
+/// Shakes hands and answers the subscriber's subscribe with `subscribed`; returns the socket and
+/// the first topic it named.
+pub(super) fn subscribe(stream: TcpStream, subscribed: &str) -> anyhow::Result<(Peer, String)> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
@@ -139,23 +155,55 @@ pub(super) fn subscribe(stream: TcpStream) -> anyhow::Result<(Peer, String)> {
         .context("the first frame is not JSON")?;
     anyhow::ensure!(sub["type"] == "subscribe", "expected a subscribe frame");
     let topic = sub["topics"][0].as_str().unwrap_or_default().to_owned();
-    ws.send(Message::text(
-        r#"{"type":"subscribed","id":"b","snapshot":[]}"#,
-    ))?;
+    ws.send(Message::text(subscribed))?;
     ws.flush()?;
     Ok((ws, topic))
 }
 
-fn write_loop(stamps: mpsc::Receiver<u64>, sockets: Arc<Mutex<Vec<Peer>>>) {
-    let person = Arc::new(PersonCard {
-        id: 1,
+/// `subscribed` with a snapshot of `team` people, each a baseline status event serialized as the
+/// hub serializes them, sent (as Chex sends it) as one message.
+fn subscribed_reply(team: usize) -> String {
+    let topic = format!("team:{}", crate::demo::DEMO_TEAM);
+    let snapshot: Vec<String> = (1..=team as i64)
+        .map(|id| {
+            StatusEvent {
+                id,
+                person: Arc::new(person(id)),
+                seq: 1,
+                status: Status {
+                    text: "In a meeting".into(),
+                    emoji: ":calendar:".into(),
+                    ..Status::default()
+                },
+                changed: Field::ALL.to_vec(),
+                previous: Default::default(),
+                observed_at: now(),
+                source: Source::Slack,
+            }
+            .to_json(&topic)
+        })
+        .collect();
+    format!(
+        r#"{{"type":"subscribed","id":"b","topics":["{topic}"],"snapshot":[{}]}}"#,
+        snapshot.join(",")
+    )
+}
+
+/// The floor's stand-in for a person of the team.
+fn person(id: i64) -> PersonCard {
+    PersonCard {
+        id,
         organization_id: 1,
-        topic: PersonCard::topic_for(1),
+        topic: PersonCard::topic_for(id),
         team_id: Some(crate::demo::DEMO_TEAM.into()),
-        name: "floor".into(),
-        display_name: "Floor Reference".into(),
-        image_72: "https://avatars.example/floor_72.png".into(),
-    });
+        name: format!("floor{id}"),
+        display_name: format!("Floor Reference {id}"),
+        image_72: format!("https://avatars.example/floor{id}_72.png"),
+    }
+}
+
+fn write_loop(stamps: mpsc::Receiver<u64>, sockets: Arc<Mutex<Vec<Peer>>>) {
+    let person = Arc::new(person(1));
     let topic = format!("team:{}", crate::demo::DEMO_TEAM);
     let mut frame = Vec::new();
     while let Ok(stamp) = stamps.recv() {
@@ -202,5 +250,19 @@ mod tests {
         ws_text_frame("x".repeat(300), &mut f);
         assert_eq!(&f[..4], &[0x81, 126, 1, 44]);
         assert_eq!(f.len(), 304);
+    }
+
+    #[test]
+    fn the_subscribed_reply_holds_one_status_per_person_of_the_team() {
+        let reply: serde_json::Value =
+            serde_json::from_str(&subscribed_reply(3)).expect("the reply is JSON");
+        assert_eq!(reply["type"], "subscribed");
+        let snapshot = reply["snapshot"].as_array().expect("a snapshot");
+        let ids: Vec<_> = snapshot.iter().map(|e| e["user"]["id"].as_i64()).collect();
+        assert_eq!(ids, [Some(1), Some(2), Some(3)]);
+        assert!(snapshot.iter().all(|e| e["topic"] == reply["topics"][0]));
+        let empty: serde_json::Value =
+            serde_json::from_str(&subscribed_reply(0)).expect("the reply is JSON");
+        assert_eq!(empty["snapshot"], serde_json::json!([]));
     }
 }

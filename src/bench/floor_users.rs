@@ -183,7 +183,7 @@ async fn open_database(path: &std::path::Path) -> anyhow::Result<rusqlite::Conne
 /// Shakes hands, reads each subscriber's subscribe for its topic, and files the socket under it.
 fn accept_subscribers(listener: TcpListener, subscribers: Arc<Mutex<HashMap<String, Peer>>>) {
     for stream in listener.incoming().flatten() {
-        match subscribe(stream) {
+        match subscribe(stream, r#"{"type":"subscribed","id":"b","snapshot":[]}"#) {
             Ok((peer, topic)) => {
                 if let Ok(mut s) = subscribers.lock() {
                     s.insert(topic, peer);

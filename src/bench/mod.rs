@@ -408,7 +408,7 @@ fn step_reports(base: &Report, steps: Vec<StepRecord>, seen: &Seen) -> Vec<Repor
 /// The floor (`floor.rs`): the team scenario's subscribers and schedule against a bare server
 /// that only writes, for a ratio against Chex from the same machine.
 async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
-    let mut floor = floor::FloorProcess::spawn()?;
+    let mut floor = floor::FloorProcess::spawn(args.users)?;
     let topics = vec![format!("team:{DEMO_TEAM}"); args.subscribers];
     let subs = Subscribers::open(&floor.ws, "floor", topics).await?;
     let n = subs.count();
