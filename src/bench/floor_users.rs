@@ -182,6 +182,8 @@ async fn open_database(path: &std::path::Path) -> anyhow::Result<rusqlite::Conne
 
 /// Shakes hands, reads each subscriber's subscribe for its topic, and files the socket under it.
 fn accept_subscribers(listener: TcpListener, subscribers: Arc<Mutex<HashMap<String, Peer>>>) {
+    // An empty snapshot where Chex sends the person's one status, about a frame's size: unlike a
+    // team's, it hardly moves how the subscriber's kernel ACKs (`floor`), and is not measured.
     for stream in listener.incoming().flatten() {
         match subscribe(stream, r#"{"type":"subscribed","id":"b","snapshot":[]}"#) {
             Ok((peer, topic)) => {
