@@ -83,7 +83,7 @@ pub fn serve() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let subscribed = subscribed_reply(team);
+    let subscribed = team_reply(team);
     let mut stamps = Vec::new();
     let mut lists = Vec::new();
     // One writer per core, as tokio starts one worker per core for Chex.
@@ -125,7 +125,7 @@ fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>, subscri
     let mut next = 0;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        match subscribe(stream, subscribed) {
+        match subscribe(stream, |_| subscribed.to_owned()) {
             Ok((raw, _topic)) => {
                 if let Ok(mut l) = lists[next % lists.len()].lock() {
                     l.push(raw);
@@ -140,9 +140,12 @@ fn accept_loop(listener: TcpListener, lists: Vec<Arc<Mutex<Vec<Peer>>>>, subscri
 /// A subscribed socket; frames are written to it raw (`get_mut`), past tungstenite.
 pub(super) type Peer = tungstenite::WebSocket<TcpStream>;
 
-/// Shakes hands and answers the subscriber's subscribe with `subscribed`; returns the socket and
-/// the first topic it named.
-pub(super) fn subscribe(stream: TcpStream, subscribed: &str) -> anyhow::Result<(Peer, String)> {
+/// Shakes hands and answers the subscriber's subscribe with what `subscribed` makes of the first
+/// topic it named; returns the socket and that topic.
+pub(super) fn subscribe(
+    stream: TcpStream,
+    subscribed: impl FnOnce(&str) -> String,
+) -> anyhow::Result<(Peer, String)> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
@@ -155,20 +158,23 @@ pub(super) fn subscribe(stream: TcpStream, subscribed: &str) -> anyhow::Result<(
         .context("the first frame is not JSON")?;
     anyhow::ensure!(sub["type"] == "subscribe", "expected a subscribe frame");
     let topic = sub["topics"][0].as_str().unwrap_or_default().to_owned();
-    ws.send(Message::text(subscribed))?;
+    ws.send(Message::text(subscribed(&topic)))?;
     ws.flush()?;
     Ok((ws, topic))
 }
 
-/// `subscribed` with a snapshot of `team` people, each a baseline status event serialized as the
-/// hub serializes them, sent (as Chex sends it) as one message.
-fn subscribed_reply(team: usize) -> String {
-    let topic = format!("team:{}", crate::demo::DEMO_TEAM);
-    let snapshot: Vec<String> = (1..=team as i64)
-        .map(|id| {
+/// `subscribed` to `topic` with a snapshot of `people`, each a baseline status event serialized
+/// as the hub serializes them, sent (as Chex sends it) as one message.
+pub(super) fn subscribed_reply(
+    topic: &str,
+    people: impl IntoIterator<Item = Arc<PersonCard>>,
+) -> String {
+    let snapshot: Vec<String> = people
+        .into_iter()
+        .map(|person| {
             StatusEvent {
-                id,
-                person: Arc::new(person(id)),
+                id: person.id,
+                person,
                 seq: 1,
                 status: Status {
                     text: "In a meeting".into(),
@@ -180,13 +186,19 @@ fn subscribed_reply(team: usize) -> String {
                 observed_at: now(),
                 source: Source::Slack,
             }
-            .to_json(&topic)
+            .to_json(topic)
         })
         .collect();
     format!(
         r#"{{"type":"subscribed","id":"b","topics":["{topic}"],"snapshot":[{}]}}"#,
         snapshot.join(",")
     )
+}
+
+/// `subscribed` to the demo team with a snapshot of `team` people.
+fn team_reply(team: usize) -> String {
+    let topic = format!("team:{}", crate::demo::DEMO_TEAM);
+    subscribed_reply(&topic, (1..=team as i64).map(|id| Arc::new(person(id))))
 }
 
 /// The floor's stand-in for a person of the team.
@@ -255,14 +267,14 @@ mod tests {
     #[test]
     fn the_subscribed_reply_holds_one_status_per_person_of_the_team() {
         let reply: serde_json::Value =
-            serde_json::from_str(&subscribed_reply(3)).expect("the reply is JSON");
+            serde_json::from_str(&team_reply(3)).expect("the reply is JSON");
         assert_eq!(reply["type"], "subscribed");
         let snapshot = reply["snapshot"].as_array().expect("a snapshot");
         let ids: Vec<_> = snapshot.iter().map(|e| e["user"]["id"].as_i64()).collect();
         assert_eq!(ids, [Some(1), Some(2), Some(3)]);
         assert!(snapshot.iter().all(|e| e["topic"] == reply["topics"][0]));
         let empty: serde_json::Value =
-            serde_json::from_str(&subscribed_reply(0)).expect("the reply is JSON");
+            serde_json::from_str(&team_reply(0)).expect("the reply is JSON");
         assert_eq!(empty["snapshot"], serde_json::json!([]));
     }
 }

@@ -24,7 +24,7 @@ use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
-use super::floor::{Peer, subscribe, ws_text_frame};
+use super::floor::{Peer, subscribe, subscribed_reply, ws_text_frame};
 use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, now};
 use crate::poll::pipeline::COMMIT_SPACING;
 use crate::sources::slack::events::verify;
@@ -182,10 +182,10 @@ async fn open_database(path: &std::path::Path) -> anyhow::Result<rusqlite::Conne
 
 /// Shakes hands, reads each subscriber's subscribe for its topic, and files the socket under it.
 fn accept_subscribers(listener: TcpListener, subscribers: Arc<Mutex<HashMap<String, Peer>>>) {
-    // An empty snapshot where Chex sends the person's one status, about a frame's size: unlike a
-    // team's, it hardly moves how the subscriber's kernel ACKs (`floor`), and is not measured.
+    // The person's status as a snapshot of one, as Chex answers: the largest segment a subscriber
+    // has received sets how its kernel ACKs what comes after (`floor`).
     for stream in listener.incoming().flatten() {
-        match subscribe(stream, r#"{"type":"subscribed","id":"b","snapshot":[]}"#) {
+        match subscribe(stream, person_reply) {
             Ok((peer, topic)) => {
                 if let Ok(mut s) = subscribers.lock() {
                     s.insert(topic, peer);
@@ -194,6 +194,13 @@ fn accept_subscribers(listener: TcpListener, subscribers: Arc<Mutex<HashMap<Stri
             Err(e) => eprintln!("users floor: a subscriber failed its handshake: {e:#}"),
         }
     }
+}
+
+/// `subscribed` to a user's topic, its snapshot that user's status. The floor numbers people as
+/// their first change arrives, so the snapshot's stand-in has none yet.
+fn person_reply(topic: &str) -> String {
+    let user = topic.strip_prefix("slack:").unwrap_or(topic);
+    subscribed_reply(topic, [card(0, user)])
 }
 
 /// Serves one sender's connection: each request is read whole, checked and queued, and answered
@@ -386,6 +393,18 @@ fn card(id: i64, slack_user: &str) -> Arc<PersonCard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subscriber_gets_its_users_status_as_a_snapshot_of_one() {
+        let reply: serde_json::Value =
+            serde_json::from_str(&person_reply("slack:U1")).expect("the reply is JSON");
+        assert_eq!(reply["type"], "subscribed");
+        assert_eq!(reply["topics"], serde_json::json!(["slack:U1"]));
+        let snapshot = reply["snapshot"].as_array().expect("a snapshot");
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(snapshot[0]["user"]["name"], "U1");
+        assert_eq!(snapshot[0]["topic"], "slack:U1");
+    }
 
     /// Two posts about one user, read by two connection threads in the same microsecond: both are
     /// stored, a microsecond apart, and the writer goes on.
