@@ -1,7 +1,7 @@
 //! The floor: what fan-out costs on this machine with nothing of Chex in the way.
 //!
 //! A bare server in a child process, one writer thread per core (as many as Chex's runtime has
-//! workers), accepts the same subscribers, answers their subscribe, and then, for each change,
+//! workers; `--floor-writers` sets another number), accepts the same subscribers, answers their subscribe, and then, for each change,
 //! serializes one status frame the way the hub does and writes it to every socket with one
 //! blocking `write` each — no runtime, no channels, no parsing, no store. The subscribers are the
 //! bench's own, timing frames exactly as they time Chex's. So `chex p99 / floor p99` from one
@@ -28,6 +28,19 @@ use crate::domain::{Field, PersonCard, Source, Status, StatusEvent, now};
 
 /// The environment variable that tells the child how many people its snapshot holds.
 const TEAM_VAR: &str = "CHEX_FLOOR_TEAM";
+/// The environment variable that tells the child how many writer threads to run.
+const WRITERS_VAR: &str = "CHEX_FLOOR_WRITERS";
+
+/// The writer threads a floor runs for `requested` (`--floor-writers`): 0 means one per core, as
+/// many as Chex's runtime has workers. One is Chex's own shape, a single fan-out thread writing
+/// every socket: the readers pay more per frame when every frame comes from one core (What
+/// session 31 tried, docs/benchmarks.md).
+pub fn writers(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
 
 /// The floor server as a child process (`chex bench-floor`), so that, like Chex's, its sockets
 /// and CPU are its own; killed on drop.
@@ -38,11 +51,13 @@ pub struct FloorProcess {
 }
 
 impl FloorProcess {
-    /// Starts the floor server, its subscribers' snapshot holding `team` people.
-    pub fn spawn(team: usize) -> anyhow::Result<FloorProcess> {
+    /// Starts the floor server with `writers` writer threads ([`writers`]), its subscribers'
+    /// snapshot holding `team` people.
+    pub fn spawn(team: usize, writers: usize) -> anyhow::Result<FloorProcess> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("bench-floor")
             .env(TEAM_VAR, team.to_string())
+            .env(WRITERS_VAR, writers.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -86,9 +101,11 @@ pub fn serve() -> anyhow::Result<()> {
     let subscribed = team_reply(team);
     let mut stamps = Vec::new();
     let mut lists = Vec::new();
-    // One writer per core, as tokio starts one worker per core for Chex.
-    let writers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for _ in 0..writers {
+    let requested = std::env::var(WRITERS_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..writers(requested) {
         let (tx, rx) = mpsc::channel::<u64>();
         let sockets = Arc::new(Mutex::new(Vec::new()));
         let mine = sockets.clone();

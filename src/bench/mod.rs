@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// History events the pipeline scenario writes per backend.
     #[arg(long, default_value_t = 100_000)]
     pub events: usize,
+    /// The floor scenario's writer threads: 0 for one per core; 1 for Chex's shape, one fan-out
+    /// thread writing every socket.
+    #[arg(long, default_value_t = 0)]
+    pub floor_writers: usize,
 }
 
 /// One measured step, printed as a table row and as a `BENCH {json}` line.
@@ -365,6 +369,7 @@ fn step_reports(base: &Report, steps: Vec<StepRecord>, seen: &Seen) -> Vec<Repor
         let delivered = step.latencies.count();
         let secs = (step.last_us.saturating_sub(st.started_us) as f64 / 1e6).max(1e-3);
         let mut extra = st.server;
+        extra.extend(base.extra.clone());
         extra.insert(
             "client_cpu_us_per_delivery".into(),
             round3(st.client_cpu.as_micros() as f64 / delivered.max(1) as f64).into(),
@@ -408,16 +413,18 @@ fn step_reports(base: &Report, steps: Vec<StepRecord>, seen: &Seen) -> Vec<Repor
 /// The floor (`floor.rs`): the team scenario's subscribers and schedule against a bare server
 /// that only writes, for a ratio against Chex from the same machine.
 async fn floor_run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
-    let mut floor = floor::FloorProcess::spawn(args.users)?;
+    let writers = floor::writers(args.floor_writers);
+    let mut floor = floor::FloorProcess::spawn(args.users, writers)?;
     let topics = vec![format!("team:{DEMO_TEAM}"); args.subscribers];
     let subs = Subscribers::open(&floor.ws, "floor", topics).await?;
     let n = subs.count();
-    let base = Report {
+    let mut base = Report {
         scenario: "floor".into(),
         subscribers: n,
         topics: 1,
         ..Default::default()
     };
+    base.extra.insert("floor_writers".into(), writers.into());
     let pid = floor.pid();
     let mut steps = Vec::new();
     for (k, &rate) in args.rates.iter().enumerate() {

@@ -82,6 +82,28 @@ fn the_floor_server_delivers_every_change_to_every_subscriber() {
     assert_eq!(r["scenario"], "floor");
     assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
     assert!(r["extra"]["client_cpu_us_per_delivery"].is_number(), "{r}");
+    assert!(r["extra"]["floor_writers"].as_u64() >= Some(1), "{r}");
+}
+
+/// With one writer thread, Chex's shape, the floor delivers as exactly, and says how it ran.
+#[test]
+fn the_floor_with_one_writer_delivers_every_change_to_every_subscriber() {
+    let reports = bench(&[
+        "--scenario",
+        "floor",
+        "--floor-writers",
+        "1",
+        "--subscribers",
+        "40",
+        "--rates",
+        "20",
+        "--duration",
+        "1",
+    ]);
+    let r = reports.first().expect("a report");
+    assert_complete_step(r);
+    assert_eq!(r["expected"], r["sent"].as_u64().expect("sent") * 40);
+    assert_eq!(r["extra"]["floor_writers"], 1, "{r}");
 }
 
 /// The users scenario's reference server takes the same signed posts, commits them and must
