@@ -1,12 +1,13 @@
 //! The floor: what fan-out costs on this machine with nothing of Chex in the way.
 //!
 //! A bare server in a child process, one writer thread per core (as many as Chex's runtime has
-//! workers; `--floor-writers` sets another number), accepts the same subscribers, answers their subscribe, and then, for each change,
-//! serializes one status frame the way the hub does and writes it to every socket with one
-//! blocking `write` each — no runtime, no channels, no parsing, no store. The subscribers are the
-//! bench's own, timing frames exactly as they time Chex's. So `chex p99 / floor p99` from one
-//! run says how much of a latency figure is Chex and how much is the kernel's loopback path and
-//! the load generator sharing the cores; across machines, only that ratio is comparable.
+//! workers; `--floor-writers` sets another number), accepts the same subscribers, answers their
+//! subscribe, and then, for each change, serializes one status frame the way the hub does and
+//! writes it to every socket with one blocking `write` each — no runtime, no channels, no
+//! parsing, no store. The subscribers are the bench's own, timing frames exactly as they time
+//! Chex's. So `chex p99 / floor p99` from one run says how much of a latency figure is Chex and
+//! how much is the kernel's loopback path and the load generator sharing the cores; across
+//! machines, only that ratio is comparable.
 //!
 //! Its `subscribed` carries a snapshot of the team as Chex's does (one status event per person,
 //! `--users` of them), not an empty one: the subscriber's kernel sizes its delayed ACKs by the
