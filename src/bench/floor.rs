@@ -95,18 +95,10 @@ pub fn serve() -> anyhow::Result<()> {
     listen_deep(&listener)?;
     println!("ws://{}/ws", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let team = std::env::var(TEAM_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let subscribed = team_reply(team);
+    let subscribed = team_reply(count_from_env(TEAM_VAR));
     let mut stamps = Vec::new();
     let mut lists = Vec::new();
-    let requested = std::env::var(WRITERS_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    for _ in 0..writers(requested) {
+    for _ in 0..writers(count_from_env(WRITERS_VAR)) {
         let (tx, rx) = mpsc::channel::<u64>();
         let sockets = Arc::new(Mutex::new(Vec::new()));
         let mine = sockets.clone();
@@ -128,6 +120,14 @@ pub fn serve() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A count the bench handed the child in `var`; 0 where it is missing or unreadable.
+fn count_from_env(var: &str) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// std listens with a backlog of 128, and one thread accepts: the bench opens sockets 200 ahead
